@@ -1,0 +1,15 @@
+//! Thin PyO3 bindings. Each submodule wraps one Rust module.
+
+mod codec;
+mod errors;
+mod wal;
+
+use pyo3::prelude::*;
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    codec::register(m)?;
+    wal::register(m)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
