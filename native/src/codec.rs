@@ -64,11 +64,19 @@ pub struct HardState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CodecError {
     /// The buffer ends inside a record.
-    Truncated { offset: usize, need: usize, have: usize },
+    Truncated {
+        offset: usize,
+        need: usize,
+        have: usize,
+    },
     /// The length field is impossible (too small or too large).
     BadLength { offset: usize, len: usize },
     /// The checksum does not match the contents.
-    BadChecksum { offset: usize, stored: u32, computed: u32 },
+    BadChecksum {
+        offset: usize,
+        stored: u32,
+        computed: u32,
+    },
     /// The kind byte is not one we know.
     UnknownKind { offset: usize, kind: u8 },
     /// A record of another kind where an entry was expected, or a malformed body.
@@ -192,23 +200,41 @@ pub fn read_u64(buf: &[u8], at: usize) -> u64 {
 /// a larger buffer; `buf` must start at the record.
 pub fn decode_record(buf: &[u8], offset: usize) -> Result<Record<'_>, CodecError> {
     if buf.len() < FRAME_LEN {
-        return Err(CodecError::Truncated { offset, need: FRAME_LEN, have: buf.len() });
+        return Err(CodecError::Truncated {
+            offset,
+            need: FRAME_LEN,
+            have: buf.len(),
+        });
     }
     let body_len = read_u32(buf, 0) as usize;
     if !(BODY_FIXED_LEN..=MAX_BODY_LEN).contains(&body_len) {
-        return Err(CodecError::BadLength { offset, len: body_len });
+        return Err(CodecError::BadLength {
+            offset,
+            len: body_len,
+        });
     }
     let total = FRAME_LEN + body_len;
     if buf.len() < total {
-        return Err(CodecError::Truncated { offset, need: total, have: buf.len() });
+        return Err(CodecError::Truncated {
+            offset,
+            need: total,
+            have: buf.len(),
+        });
     }
     let body = &buf[FRAME_LEN..total];
     let stored = read_u32(buf, 4);
     let computed = checksum(&buf[0..4], body);
     if stored != computed {
-        return Err(CodecError::BadChecksum { offset, stored, computed });
+        return Err(CodecError::BadChecksum {
+            offset,
+            stored,
+            computed,
+        });
     }
-    let kind = Kind::from_u8(body[0]).ok_or(CodecError::UnknownKind { offset, kind: body[0] })?;
+    let kind = Kind::from_u8(body[0]).ok_or(CodecError::UnknownKind {
+        offset,
+        kind: body[0],
+    })?;
     Ok(Record {
         kind,
         etype: body[1],
@@ -228,7 +254,11 @@ pub struct Records<'a> {
 
 impl<'a> Records<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Records { buf, pos: 0, failed: false }
+        Records {
+            buf,
+            pos: 0,
+            failed: false,
+        }
     }
 }
 
@@ -265,7 +295,12 @@ pub struct BatchInfo {
 /// Verify that `buf` holds only entries with consecutive indexes and
 /// non-decreasing terms, and summarise it.
 pub fn check_entry_batch(buf: &[u8]) -> Result<BatchInfo, CodecError> {
-    let mut info = BatchInfo { count: 0, first_index: 0, last_index: 0, last_term: 0 };
+    let mut info = BatchInfo {
+        count: 0,
+        first_index: 0,
+        last_index: 0,
+        last_term: 0,
+    };
     for item in Records::new(buf) {
         let (at, rec) = item?;
         if rec.kind != Kind::Entry {
@@ -287,7 +322,10 @@ pub fn check_entry_batch(buf: &[u8]) -> Result<BatchInfo, CodecError> {
         } else if rec.term < info.last_term {
             return Err(CodecError::Unexpected {
                 offset: at,
-                what: format!("entry term {} below previous term {}", rec.term, info.last_term),
+                what: format!(
+                    "entry term {} below previous term {}",
+                    rec.term, info.last_term
+                ),
             });
         }
         info.count += 1;
@@ -308,7 +346,10 @@ mod tests {
         encode_entry(&mut buf, 7, 3, 1, b"hello");
         let rec = decode_record(&buf, 0).unwrap();
         assert_eq!(rec.kind, Kind::Entry);
-        assert_eq!((rec.index, rec.term, rec.etype, rec.payload), (7, 3, 1, &b"hello"[..]));
+        assert_eq!(
+            (rec.index, rec.term, rec.etype, rec.payload),
+            (7, 3, 1, &b"hello"[..])
+        );
         assert_eq!(rec.encoded_len, buf.len());
         assert_eq!(buf.len(), encoded_len(5));
     }
@@ -316,7 +357,11 @@ mod tests {
     #[test]
     fn hard_state_round_trip() {
         let mut buf = Vec::new();
-        let hs = HardState { term: 9, vote: 2, commit: 40 };
+        let hs = HardState {
+            term: 9,
+            vote: 2,
+            commit: 40,
+        };
         encode_hard_state(&mut buf, hs);
         let rec = decode_record(&buf, 0).unwrap();
         assert_eq!(rec.kind, Kind::HardState);
@@ -331,7 +376,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(decode_record(&bad, 0).is_err(), "flip at {byte}:{bit} undetected");
+                assert!(
+                    decode_record(&bad, 0).is_err(),
+                    "flip at {byte}:{bit} undetected"
+                );
             }
         }
     }
@@ -358,7 +406,15 @@ mod tests {
         encode_entry(&mut ok, 5, 1, 0, b"a");
         encode_entry(&mut ok, 6, 2, 0, b"b");
         let info = check_entry_batch(&ok).unwrap();
-        assert_eq!((info.count, info.first_index, info.last_index, info.last_term), (2, 5, 6, 2));
+        assert_eq!(
+            (
+                info.count,
+                info.first_index,
+                info.last_index,
+                info.last_term
+            ),
+            (2, 5, 6, 2)
+        );
     }
 
     proptest! {

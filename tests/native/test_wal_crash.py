@@ -22,8 +22,14 @@ def run_until_acked(path: Path, segment_size: int, seed: int, acks: int) -> tupl
     Returns (last index before this run, last acknowledged index)."""
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}{os.pathsep}{ROOT}")
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.native.wal_writer_child", str(path), str(segment_size),
-         str(seed)],
+        [
+            sys.executable,
+            "-m",
+            "tests.native.wal_writer_child",
+            str(path),
+            str(segment_size),
+            str(seed),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

@@ -35,9 +35,24 @@ def test_every_completion_follows_an_fdatasync(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'python'}{os.pathsep}{ROOT}")
     out = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=pwrite64,fdatasync,write", "-o", str(trace),
-         sys.executable, "-c", CHILD, str(tmp_path / "wal")],
-        capture_output=True, text=True, env=env, cwd=ROOT, check=True,
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=pwrite64,fdatasync,write",
+            "-o",
+            str(trace),
+            sys.executable,
+            "-c",
+            CHILD,
+            str(tmp_path / "wal"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
     )
     notify_fd = int(out.stdout.split()[0])
     calls = []

@@ -28,7 +28,10 @@ fn encode_entry<'py>(
 }
 
 #[pyfunction]
-fn encode_entries<'py>(py: Python<'py>, entries: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+fn encode_entries<'py>(
+    py: Python<'py>,
+    entries: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let mut buf = Vec::new();
     for item in entries.try_iter()? {
         let item = item?;
@@ -50,7 +53,12 @@ fn decode_entries<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyLi
                 what: format!("record of kind {:?} where an entry was expected", rec.kind),
             }));
         }
-        let entry: EntryTuple<'py> = (rec.index, rec.term, rec.etype, PyBytes::new(py, rec.payload));
+        let entry: EntryTuple<'py> = (
+            rec.index,
+            rec.term,
+            rec.etype,
+            PyBytes::new(py, rec.payload),
+        );
         list.append(entry)?;
     }
     Ok(list)
@@ -60,7 +68,12 @@ fn decode_entries<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyLi
 #[pyfunction]
 fn entry_batch_info(data: &[u8]) -> PyResult<(usize, u64, u64, u64)> {
     let info = codec::check_entry_batch(data).map_err(codec_err)?;
-    Ok((info.count, info.first_index, info.last_index, info.last_term))
+    Ok((
+        info.count,
+        info.first_index,
+        info.last_index,
+        info.last_term,
+    ))
 }
 
 #[pyfunction]

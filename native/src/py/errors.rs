@@ -7,8 +7,18 @@ use pyo3::prelude::*;
 use crate::codec::CodecError as RustCodecError;
 use crate::wal::WalError as RustWalError;
 
-create_exception!(raftkv._native, CodecError, PyValueError, "Bytes that are not valid records.");
-create_exception!(raftkv._native, WalError, PyException, "A write-ahead log operation failed.");
+create_exception!(
+    raftkv._native,
+    CodecError,
+    PyValueError,
+    "Bytes that are not valid records."
+);
+create_exception!(
+    raftkv._native,
+    WalError,
+    PyException,
+    "A write-ahead log operation failed."
+);
 create_exception!(
     raftkv._native,
     WalCorruptError,
@@ -21,7 +31,12 @@ create_exception!(
     WalError,
     "The writer hit an I/O error earlier; the log accepts nothing more."
 );
-create_exception!(raftkv._native, WalClosedError, WalError, "The log is closed.");
+create_exception!(
+    raftkv._native,
+    WalClosedError,
+    WalError,
+    "The log is closed."
+);
 
 pub fn codec_err(e: RustCodecError) -> PyErr {
     CodecError::new_err(e.to_string())

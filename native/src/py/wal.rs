@@ -31,11 +31,15 @@ impl PyWal {
 
     #[pyo3(signature = (entries, hard_state = None))]
     fn append(&self, entries: &[u8], hard_state: Option<(u64, u64, u64)>) -> PyResult<u64> {
-        self.inner.append(entries.to_vec(), hard_state.map(hs)).map_err(wal_err)
+        self.inner
+            .append(entries.to_vec(), hard_state.map(hs))
+            .map_err(wal_err)
     }
 
     fn save_hard_state(&self, term: u64, vote: u64, commit: u64) -> PyResult<u64> {
-        self.inner.save_hard_state(HardState { term, vote, commit }).map_err(wal_err)
+        self.inner
+            .save_hard_state(HardState { term, vote, commit })
+            .map_err(wal_err)
     }
 
     fn truncate_suffix(&self, index: u64) -> PyResult<u64> {
@@ -65,8 +69,16 @@ impl PyWal {
     }
 
     #[pyo3(signature = (lo, hi, max_bytes = u64::MAX))]
-    fn read<'py>(&self, py: Python<'py>, lo: u64, hi: u64, max_bytes: u64) -> PyResult<Bound<'py, PyBytes>> {
-        let data = py.allow_threads(|| self.inner.read(lo, hi, max_bytes)).map_err(wal_err)?;
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        lo: u64,
+        hi: u64,
+        max_bytes: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let data = py
+            .allow_threads(|| self.inner.read(lo, hi, max_bytes))
+            .map_err(wal_err)?;
         Ok(PyBytes::new(py, &data))
     }
 
@@ -116,7 +128,11 @@ impl PyWal {
         d.set_item("bytes", s.bytes)?;
         d.set_item("syncs", s.syncs)?;
         d.set_item("batches", s.batches)?;
-        let per_sync = if s.syncs == 0 { 0.0 } else { s.batches as f64 / s.syncs as f64 };
+        let per_sync = if s.syncs == 0 {
+            0.0
+        } else {
+            s.batches as f64 / s.syncs as f64
+        };
         d.set_item("batches_per_sync", per_sync)?;
         d.set_item("max_batches_per_sync", s.max_batches_per_sync)?;
         d.set_item("sync_seconds", s.sync_seconds)?;

@@ -34,7 +34,10 @@ impl Bounds {
             ));
         }
         if lo > self.last + 1 {
-            return Err(format!("entry index {lo} leaves a gap after the last index {}", self.last));
+            return Err(format!(
+                "entry index {lo} leaves a gap after the last index {}",
+                self.last
+            ));
         }
         debug_assert!(hi >= lo);
         Ok(())
@@ -82,6 +85,10 @@ impl LogIndex {
         self.locs.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.locs.is_empty()
+    }
+
     pub fn get(&self, index: u64) -> Option<&Loc> {
         if index < self.bounds.first {
             return None;
@@ -111,7 +118,10 @@ impl LogIndex {
         }
         self.locs.clear();
         self.locs.push_back(loc);
-        self.bounds = Bounds { first: index, last: index };
+        self.bounds = Bounds {
+            first: index,
+            last: index,
+        };
         Some(index)
     }
 
@@ -149,7 +159,12 @@ mod tests {
     use super::*;
 
     fn loc(seg: u64, offset: u64) -> Loc {
-        Loc { seg, offset, len: 10, term: 1 }
+        Loc {
+            seg,
+            offset,
+            len: 10,
+            term: 1,
+        }
     }
 
     #[test]

@@ -34,7 +34,10 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 
 #[derive(Debug)]
 pub enum WalError {
-    Io { context: String, source: io::Error },
+    Io {
+        context: String,
+        source: io::Error,
+    },
     /// Damage that recovery must not repair by itself.
     Corrupt(String),
     /// A request that breaks the log's rules (gap, bad range, bad bytes).
@@ -72,7 +75,9 @@ pub struct WalOptions {
 
 impl Default for WalOptions {
     fn default() -> Self {
-        WalOptions { segment_size: DEFAULT_SEGMENT_SIZE }
+        WalOptions {
+            segment_size: DEFAULT_SEGMENT_SIZE,
+        }
     }
 }
 
@@ -104,7 +109,10 @@ pub struct Counters {
 }
 
 pub(crate) enum Op {
-    Append { data: Vec<u8>, hard_state: Option<HardState> },
+    Append {
+        data: Vec<u8>,
+        hard_state: Option<HardState>,
+    },
     HardState(HardState),
     Truncate(u64),
     Release(u64),
@@ -121,7 +129,7 @@ pub(crate) struct State {
     logical_hard_state: HardState,
     /// Durable view: locations of synced entries.
     index: LogIndex,
-    hard_state: HardState,
+    durable_hard_state: HardState,
     segments: BTreeMap<u64, Arc<SegmentFile>>,
     failed: Option<String>,
     closing: bool,
@@ -184,7 +192,9 @@ impl Wal {
     /// Open (creating if needed) the log in `dir` and recover its contents.
     pub fn open(dir: &Path, options: WalOptions) -> Result<Wal> {
         if options.segment_size < 4096 {
-            return Err(WalError::Invalid("segment size must be at least 4096 bytes".into()));
+            return Err(WalError::Invalid(
+                "segment size must be at least 4096 bytes".into(),
+            ));
         }
         fs::create_dir_all(dir).map_err(io_err(format!("create {}", dir.display())))?;
         let mut report = RecoveryReport::default();
@@ -207,8 +217,12 @@ impl Wal {
         let mut segments = BTreeMap::new();
 
         if seqs.is_empty() {
-            let header =
-                SegmentHeader { seq: 1, next_index: 1, first_index: 1, hard_state };
+            let header = SegmentHeader {
+                seq: 1,
+                next_index: 1,
+                first_index: 1,
+                hard_state,
+            };
             let seg = segment::create_segment(dir, &header, options.segment_size)
                 .map_err(io_err("create first segment"))?;
             segments.insert(1, Arc::new(seg));
@@ -230,13 +244,21 @@ impl Wal {
             drop(buf);
             match &scan.outcome {
                 ScanEnd::Clean => {}
-                ScanEnd::Corrupt { offset, valid_at, reason } => {
+                ScanEnd::Corrupt {
+                    offset,
+                    valid_at,
+                    reason,
+                } => {
                     return Err(WalError::Corrupt(format!(
                         "{name}: damaged record at offset {offset} ({reason}) is followed by \
                          a valid record at offset {valid_at}"
                     )));
                 }
-                ScanEnd::TornTail { offset, last_nonzero, reason } => {
+                ScanEnd::TornTail {
+                    offset,
+                    last_nonzero,
+                    reason,
+                } => {
                     if !last {
                         return Err(WalError::Corrupt(format!(
                             "{name}: damaged record at offset {offset} ({reason}) in a segment \
@@ -250,8 +272,9 @@ impl Wal {
                     report.torn_reason = Some(reason.clone());
                 }
             }
-            let header =
-                scan.header.ok_or_else(|| WalError::Corrupt(format!("{name}: no segment header")))?;
+            let header = scan
+                .header
+                .ok_or_else(|| WalError::Corrupt(format!("{name}: no segment header")))?;
             if header.seq != seq {
                 return Err(WalError::Corrupt(format!(
                     "{name}: header names segment {} instead",
@@ -266,7 +289,10 @@ impl Wal {
             .iter()
             .flat_map(|(h, scan, _)| {
                 std::iter::once(h.first_index).chain(
-                    scan.records.iter().filter(|r| r.kind == Kind::Release).map(|r| r.index),
+                    scan.records
+                        .iter()
+                        .filter(|r| r.kind == Kind::Release)
+                        .map(|r| r.index),
                 )
             })
             .max()
@@ -285,7 +311,12 @@ impl Wal {
                 report.records += 1;
                 match rec.kind {
                     Kind::Entry => {
-                        let loc = Loc { seg: seg.seq, offset: rec.offset, len: rec.len, term: rec.term };
+                        let loc = Loc {
+                            seg: seg.seq,
+                            offset: rec.offset,
+                            len: rec.len,
+                            term: rec.term,
+                        };
                         if let Some(restart) = index.put_restarting(rec.index, loc) {
                             if restart > release_point {
                                 return Err(WalError::Corrupt(format!(
@@ -315,7 +346,7 @@ impl Wal {
             report.segments += 1;
         }
         index.release(release_point);
-        if index.bounds.first != release_point && index.len() > 0 {
+        if index.bounds.first != release_point && !index.is_empty() {
             return Err(WalError::Corrupt(format!(
                 "log starts at {} but entries from {release_point} on should be kept",
                 index.bounds.first
@@ -329,7 +360,11 @@ impl Wal {
                 source: io::Error::last_os_error(),
             });
         }
-        let current = segments.values().next_back().cloned().expect("at least one segment");
+        let current = segments
+            .values()
+            .next_back()
+            .cloned()
+            .expect("at least one segment");
         let state = State {
             queue: Vec::new(),
             queued_seq: 0,
@@ -337,7 +372,7 @@ impl Wal {
             logical: index.bounds,
             logical_hard_state: hard_state,
             index,
-            hard_state,
+            durable_hard_state: hard_state,
             segments,
             failed: None,
             closing: false,
@@ -355,7 +390,11 @@ impl Wal {
         });
         let handle = writer::spawn(shared.clone(), current, tail_end)
             .map_err(io_err("start the WAL writer thread"))?;
-        Ok(Wal { shared, writer: Mutex::new(Some(handle)), recovery: report })
+        Ok(Wal {
+            shared,
+            writer: Mutex::new(Some(handle)),
+            recovery: report,
+        })
     }
 
     pub fn recovery(&self) -> &RecoveryReport {
@@ -394,10 +433,14 @@ impl Wal {
         let mut st = self.shared.lock();
         Self::usable(&st)?;
         if info.count > 0 {
-            st.logical.check_append(info.first_index, info.last_index).map_err(WalError::Invalid)?;
+            st.logical
+                .check_append(info.first_index, info.last_index)
+                .map_err(WalError::Invalid)?;
             st.logical.append(info.first_index, info.last_index);
         } else if hard_state.is_none() {
-            return Err(WalError::Invalid("append of an empty batch without a hard state".into()));
+            return Err(WalError::Invalid(
+                "append of an empty batch without a hard state".into(),
+            ));
         }
         if let Some(hs) = hard_state {
             st.logical_hard_state = hs;
@@ -416,7 +459,9 @@ impl Wal {
     pub fn truncate_suffix(&self, index: u64) -> Result<u64> {
         let mut st = self.shared.lock();
         Self::usable(&st)?;
-        st.logical.check_truncate(index).map_err(WalError::Invalid)?;
+        st.logical
+            .check_truncate(index)
+            .map_err(WalError::Invalid)?;
         st.logical.truncate(index);
         Ok(self.enqueue(&mut st, Op::Truncate(index)))
     }
@@ -446,7 +491,11 @@ impl Wal {
     pub fn drain_notifications(&self) -> Result<u64> {
         let mut buf: u64 = 0;
         unsafe {
-            libc::read(self.shared.notify_fd, &mut buf as *mut u64 as *mut libc::c_void, 8);
+            libc::read(
+                self.shared.notify_fd,
+                &mut buf as *mut u64 as *mut libc::c_void,
+                8,
+            );
         }
         self.synced_seq()
     }
@@ -527,12 +576,17 @@ impl Wal {
                 }
                 total += loc.len as u64;
                 match runs.last_mut() {
-                    Some((seg, start, len)) if seg.seq == loc.seg && *start + *len == loc.offset => {
+                    Some((seg, start, len))
+                        if seg.seq == loc.seg && *start + *len == loc.offset =>
+                    {
                         *len += loc.len as u64;
                     }
                     _ => {
                         let seg = st.segments.get(&loc.seg).cloned().ok_or_else(|| {
-                            WalError::Corrupt(format!("segment {} of a live entry is gone", loc.seg))
+                            WalError::Corrupt(format!(
+                                "segment {} of a live entry is gone",
+                                loc.seg
+                            ))
                         })?;
                         runs.push((seg, loc.offset, loc.len as u64));
                     }

@@ -103,16 +103,29 @@ fn preallocate(file: &File, len: u64) -> io::Result<()> {
 
 /// Create a segment: write and sync it under a temporary name, then rename it
 /// into place and sync the directory, so a named segment always has a header.
-pub fn create_segment(dir: &Path, header: &SegmentHeader, capacity: u64) -> io::Result<SegmentFile> {
+pub fn create_segment(
+    dir: &Path,
+    header: &SegmentHeader,
+    capacity: u64,
+) -> io::Result<SegmentFile> {
     let tmp = dir.join(format!("{:016x}{TMP_SUFFIX}", header.seq));
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
     preallocate(&file, capacity)?;
     file.write_all_at(&header.encode(), 0)?;
     file.sync_all()?;
     let path = segment_path(dir, header.seq);
     fs::rename(&tmp, &path)?;
     fsync_dir(dir)?;
-    Ok(SegmentFile { seq: header.seq, path, file })
+    Ok(SegmentFile {
+        seq: header.seq,
+        path,
+        file,
+    })
 }
 
 pub fn header_len() -> u64 {
@@ -136,9 +149,17 @@ pub enum ScanEnd {
     /// Clean end: only zero bytes (preallocated space) or end of file follow.
     Clean,
     /// A damaged record at `offset` with no valid record after it.
-    TornTail { offset: u64, last_nonzero: u64, reason: String },
+    TornTail {
+        offset: u64,
+        last_nonzero: u64,
+        reason: String,
+    },
     /// A damaged record at `offset` followed by a valid one at `valid_at`.
-    Corrupt { offset: u64, valid_at: u64, reason: String },
+    Corrupt {
+        offset: u64,
+        valid_at: u64,
+        reason: String,
+    },
 }
 
 pub struct Scan {
@@ -245,12 +266,21 @@ pub fn scan(buf: &[u8]) -> Scan {
                         valid_at: v as u64,
                         reason: e.to_string(),
                     },
-                    None => ScanEnd::TornTail { offset: pos as u64, last_nonzero, reason: e.to_string() },
+                    None => ScanEnd::TornTail {
+                        offset: pos as u64,
+                        last_nonzero,
+                        reason: e.to_string(),
+                    },
                 };
             }
         }
     };
-    Scan { header, records, end: pos as u64, outcome }
+    Scan {
+        header,
+        records,
+        end: pos as u64,
+        outcome,
+    }
 }
 
 /// Zero `[from, to]` of a file and sync it: cuts a torn tail.

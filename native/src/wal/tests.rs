@@ -25,16 +25,47 @@ fn append_read_reopen() {
         for lo in (1..91).step_by(10) {
             wal.append(batch(lo, lo + 10, 1), None).unwrap();
         }
-        let seq = wal.append(batch(91, 101, 1), Some(HardState { term: 1, vote: 2, commit: 50 })).unwrap();
+        let seq = wal
+            .append(
+                batch(91, 101, 1),
+                Some(HardState {
+                    term: 1,
+                    vote: 2,
+                    commit: 50,
+                }),
+            )
+            .unwrap();
         wal.wait(seq).unwrap();
-        assert_eq!(indexes(&wal.read(1, 101, u64::MAX).unwrap()), (1..101).collect::<Vec<_>>());
-        assert!(wal.stats().segments_created > 0, "small segments must rotate");
+        assert_eq!(
+            indexes(&wal.read(1, 101, u64::MAX).unwrap()),
+            (1..101).collect::<Vec<_>>()
+        );
+        assert!(
+            wal.stats().segments_created > 0,
+            "small segments must rotate"
+        );
         wal.close().unwrap();
     }
     let wal = Wal::open(dir.path(), small()).unwrap();
-    assert_eq!(wal.bounds(), Bounds { first: 1, last: 100 });
-    assert_eq!(wal.hard_state(), HardState { term: 1, vote: 2, commit: 50 });
-    assert_eq!(indexes(&wal.read(40, 60, u64::MAX).unwrap()), (40..60).collect::<Vec<_>>());
+    assert_eq!(
+        wal.bounds(),
+        Bounds {
+            first: 1,
+            last: 100
+        }
+    );
+    assert_eq!(
+        wal.hard_state(),
+        HardState {
+            term: 1,
+            vote: 2,
+            commit: 50
+        }
+    );
+    assert_eq!(
+        indexes(&wal.read(40, 60, u64::MAX).unwrap()),
+        (40..60).collect::<Vec<_>>()
+    );
     assert_eq!(wal.term(77).unwrap(), 1);
 }
 
@@ -55,7 +86,10 @@ fn overwrite_and_truncate_survive_reopen() {
         let wal = Wal::open(dir.path(), small()).unwrap();
         wal.append(batch(1, 11, 1), None).unwrap();
         wal.append(batch(6, 9, 2), None).unwrap(); // conflict: replaces 6..10
-        assert!(wal.append(batch(10, 11, 2), None).is_err(), "gap must be refused");
+        assert!(
+            wal.append(batch(10, 11, 2), None).is_err(),
+            "gap must be refused"
+        );
         wal.truncate_suffix(8).unwrap();
         let seq = wal.append(batch(8, 9, 3), None).unwrap();
         wal.wait(seq).unwrap();
@@ -82,15 +116,34 @@ fn release_deletes_old_segments_and_survives_reopen() {
         let seq = wal.release_before(900).unwrap();
         wal.wait(seq).unwrap();
         let after = wal.stats();
-        assert!(after.segments < before, "{} segments before, {} after", before, after.segments);
+        assert!(
+            after.segments < before,
+            "{} segments before, {} after",
+            before,
+            after.segments
+        );
         assert!(after.segments_released > 0);
         assert!(wal.read(899, 901, u64::MAX).is_err());
-        wal.save_hard_state(HardState { term: 4, vote: 1, commit: 950 }).unwrap();
+        wal.save_hard_state(HardState {
+            term: 4,
+            vote: 1,
+            commit: 950,
+        })
+        .unwrap();
         wal.close().unwrap();
     }
     let wal = Wal::open(dir.path(), small()).unwrap();
-    assert_eq!(wal.bounds(), Bounds { first: 900, last: 1000 });
-    assert_eq!(indexes(&wal.read(900, 1001, u64::MAX).unwrap()), (900..1001).collect::<Vec<_>>());
+    assert_eq!(
+        wal.bounds(),
+        Bounds {
+            first: 900,
+            last: 1000
+        }
+    );
+    assert_eq!(
+        indexes(&wal.read(900, 1001, u64::MAX).unwrap()),
+        (900..1001).collect::<Vec<_>>()
+    );
     assert_eq!(wal.hard_state().commit, 950);
 }
 
@@ -107,7 +160,13 @@ fn release_past_the_end_restarts_the_log() {
         wal.close().unwrap();
     }
     let wal = Wal::open(dir.path(), small()).unwrap();
-    assert_eq!(wal.bounds(), Bounds { first: 5000, last: 5009 });
+    assert_eq!(
+        wal.bounds(),
+        Bounds {
+            first: 5000,
+            last: 5009
+        }
+    );
     assert_eq!(wal.stats().segments, 1);
 }
 
@@ -120,7 +179,11 @@ fn suspended_writer_groups_everything_into_one_sync() {
     for i in 1..=100 {
         last = wal.append(batch(i, i + 1, 1), None).unwrap();
     }
-    assert_eq!(wal.synced_seq().unwrap(), 0, "nothing is durable while suspended");
+    assert_eq!(
+        wal.synced_seq().unwrap(),
+        0,
+        "nothing is durable while suspended"
+    );
     wal.resume_writer();
     wal.wait(last).unwrap();
     let s = wal.stats();

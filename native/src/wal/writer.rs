@@ -54,7 +54,9 @@ pub(crate) fn spawn(
         buf_start: tail_end,
         effects: Vec::new(),
     };
-    thread::Builder::new().name("raftkv-wal".into()).spawn(move || writer.run())
+    thread::Builder::new()
+        .name("raftkv-wal".into())
+        .spawn(move || writer.run())
 }
 
 impl Writer {
@@ -96,7 +98,7 @@ impl Writer {
                                 st.index.truncate(i)
                             }
                             Effect::Release(i) => st.index.release(i),
-                            Effect::HardState(hs) => st.hard_state = hs,
+                            Effect::HardState(hs) => st.durable_hard_state = hs,
                             Effect::NewSegment(seg) => {
                                 st.segments.insert(seg.seq, seg);
                             }
@@ -165,7 +167,12 @@ impl Writer {
                         let len = codec::FRAME_LEN + codec::read_u32(&data, off) as usize;
                         let term = codec::read_u64(&data, off + 10);
                         let index = codec::read_u64(&data, off + 18);
-                        let loc = Loc { seg: self.current.seq, offset: base + off as u64, len: len as u32, term };
+                        let loc = Loc {
+                            seg: self.current.seq,
+                            offset: base + off as u64,
+                            len: len as u32,
+                            term,
+                        };
                         self.effects.push(Effect::Entry(index, loc));
                         if index <= self.bounds.last {
                             self.bounds.truncate(index);
@@ -220,7 +227,8 @@ impl Writer {
         self.current.file.sync_data()?;
         let c = &self.shared.counters;
         c.syncs.fetch_add(1, Ordering::Relaxed);
-        c.sync_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        c.sync_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -240,7 +248,10 @@ impl Writer {
             &header,
             self.shared.segment_size,
         )?);
-        self.shared.counters.segments_created.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .segments_created
+            .fetch_add(1, Ordering::Relaxed);
         self.effects.push(Effect::NewSegment(seg.clone()));
         self.current = seg;
         self.pos = segment::header_len();
@@ -252,12 +263,19 @@ impl Writer {
     /// hold nothing recovery needs: later segment headers carry the hard
     /// state and the release index.
     fn delete_released_segments(&self, st: &mut super::State) {
-        let keep_from = st.index.oldest_segment().unwrap_or(self.current.seq).min(self.current.seq);
+        let keep_from = st
+            .index
+            .oldest_segment()
+            .unwrap_or(self.current.seq)
+            .min(self.current.seq);
         let old: Vec<u64> = st.segments.range(..keep_from).map(|(&s, _)| s).collect();
         for seq in old {
             if let Some(seg) = st.segments.remove(&seq) {
                 if std::fs::remove_file(&seg.path).is_ok() {
-                    self.shared.counters.segments_released.fetch_add(1, Ordering::Relaxed);
+                    self.shared
+                        .counters
+                        .segments_released
+                        .fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
