@@ -16,9 +16,10 @@ highest durable sequence number; ``notify_fd`` is an eventfd that becomes readab
 time it advances, for event loops (see :mod:`raftkv.wal`).
 """
 
+from collections.abc import Iterable
 from os import PathLike
 from types import TracebackType
-from typing import Iterable, TypedDict
+from typing import TypedDict
 
 __version__: str
 
