@@ -3,7 +3,11 @@
 //! Rust owns bytes, files and threads; the Python layer sees a small typed
 //! API (see `python/raftkv/_native.pyi`).
 
+pub mod bench;
 pub mod codec;
+pub mod front;
+pub mod peer;
+pub mod runtime;
 pub mod wal;
 
 mod py;

@@ -1,7 +1,10 @@
 //! Thin PyO3 bindings. Each submodule wraps one Rust module.
 
+mod bench;
 mod codec;
 mod errors;
+mod front;
+mod peer;
 mod wal;
 
 use pyo3::prelude::*;
@@ -10,6 +13,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     codec::register(m)?;
     wal::register(m)?;
+    front::register(m)?;
+    peer::register(m)?;
+    bench::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
