@@ -146,3 +146,60 @@ class Wal:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
+
+# --- client front ---------------------------------------------------------------------
+
+FRONT_METHODS: list[tuple[str, str]]
+"""(gRPC path, kind) for every method the front serves; kind is "unary",
+"server_stream" or "bidi". The index is the method id in events."""
+
+EV_UNARY: int
+EV_STREAM_OPEN: int
+EV_STREAM_MESSAGE: int
+EV_STREAM_HALF_CLOSE: int
+EV_STREAM_GONE: int
+EV_STREAM_WRITABLE: int
+
+FrontEvent = tuple[int, int, int, bytes | None, dict[str, str] | None]
+"""(kind, call or stream id, method id, payload, metadata)."""
+
+class FrontStats(TypedDict):
+    unary_calls: int
+    streams_opened: int
+    stream_messages_in: int
+    stream_messages_out: int
+    batches_taken: int
+    congestion_events: int
+    pending_unary: int
+    open_streams: int
+
+class Front:
+    """etcd's v3 gRPC services on tonic, serving on its own threads.
+
+    Calls and stream messages are queued as events; ``notify_fd`` (an eventfd) becomes
+    readable when the queue goes from empty to non-empty. See :mod:`raftkv.front`.
+    """
+
+    def __init__(
+        self,
+        listen: list[str],
+        *,
+        cert_pem: bytes | None = None,
+        key_pem: bytes | None = None,
+        client_ca_pem: bytes | None = None,
+        max_recv_bytes: int | None = None,
+        max_concurrent_streams: int | None = None,
+    ) -> None: ...
+    @property
+    def addresses(self) -> list[str]: ...
+    @property
+    def notify_fd(self) -> int: ...
+    def take_events(self) -> list[FrontEvent]: ...
+    def respond(self, batch: list[tuple[int, int, bytes | str]]) -> None:
+        """(call id, 0, response bytes) or (call id, gRPC code, message)."""
+    def stream_send(self, batch: list[tuple[int, bytes]]) -> list[int]:
+        """Queue stream messages; returns the ids of streams now congested."""
+    def stream_close(self, id: int, code: int = 0, message: str = "") -> None: ...
+    def stats(self) -> FrontStats: ...
+    def close(self) -> None:
+        """Stop listening; pending calls and open streams get UNAVAILABLE."""
