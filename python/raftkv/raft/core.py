@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from enum import IntEnum
+from operator import attrgetter
 
 from . import confchange
 from .confchange import ConfChange, ConfChangeError
@@ -39,6 +40,7 @@ from .quorum import VoteResult, committed_index, has_quorum, vote_result
 from .read_only import ReadOnly
 
 MT = MessageType
+_etype = attrgetter("entry_type")
 TRANSFER_CTX = b"transfer"
 
 
@@ -59,7 +61,11 @@ class Config:
     max_inflight_msgs: int = 256  # APP messages in flight per follower in REPLICATE state
     max_inflight_bytes: int = 0  # 0: unlimited
     max_committed_size_per_ready: int = 1 << 62
-    read_only_lease_based: bool = False  # serve reads from the leader's lease (needs check_quorum)
+    # Serve reads from the leader's lease instead of a heartbeat round (needs check_quorum).
+    # Like etcd's, this trusts bounded clock drift and is not safe across follower restarts
+    # (a restarted follower forgets it heard from the leader) or forced transfers; the
+    # simulation therefore checks ReadIndex, not lease reads.
+    read_only_lease_based: bool = False
     disable_proposal_forwarding: bool = False
     applied: int = 0  # restart: the state machine already applied up to here
 
@@ -229,12 +235,19 @@ class RaftCore:
             self._bcast_heartbeat()
 
     def campaign(self, transfer: bool = False) -> None:
-        """Start an election (a pre-vote first when enabled, unless this is a transfer)."""
+        """Start an election: a pre-vote first when enabled, unless this is a leadership
+        transfer (which also bypasses the voters' leader leases)."""
         if self.role == Role.LEADER or not self.promotable:
             return
         if self._has_unapplied_conf_change():
             return
         if self.cfg.pre_vote and not transfer:
+            self._campaign(pre_vote=True, transfer=False)
+        else:
+            self._campaign(pre_vote=False, transfer=transfer)
+
+    def _campaign(self, pre_vote: bool, transfer: bool) -> None:
+        if pre_vote:
             self._become_pre_candidate()
             vtype = MT.PRE_VOTE
             term = self.term + 1
@@ -245,8 +258,8 @@ class RaftCore:
         self.votes[self.id] = True
         res = vote_result(self.conf.voters, self.votes)
         if res == VoteResult.WON:
-            if vtype == MT.PRE_VOTE:
-                self.campaign(transfer=True)
+            if pre_vote:
+                self._campaign(pre_vote=False, transfer=False)
             else:
                 self._become_leader()
             return
@@ -266,7 +279,7 @@ class RaftCore:
             ents = log.slice(max(log.applied + 1, log.first_index()), log.committed + 1, 1 << 62)
         except CompactedError:
             return False
-        return any(e.type == EntryType.CONF_CHANGE for e in ents)
+        return any(e.entry_type == EntryType.CONF_CHANGE for e in ents)
 
     # ------------------------------------------------------------------ step
     def step(self, m: Message) -> None:
@@ -282,6 +295,13 @@ class RaftCore:
                 pass  # a pre-vote (or a granted one) says nothing about the real term
             elif t == MT.APP or t == MT.HEARTBEAT or t == MT.SNAP:
                 self.become_follower(m.term, m.frm)
+            elif t == MT.PRE_VOTE_RESP and self.role == Role.PRE_CANDIDATE:
+                # Our pre-vote lost to a newer term (e.g. a member that campaigned in vain
+                # while cut off). Adopt it and retry at once in that term rather than waiting
+                # a whole election timeout: the others may still grant us.
+                self.become_follower(m.term, NONE)
+                self.campaign()
+                return
             else:
                 self.become_follower(m.term, NONE)
         elif 0 < m.term < self.term:
@@ -307,6 +327,14 @@ class RaftCore:
         resp = MT.VOTE_RESP if m.type == MT.VOTE else MT.PRE_VOTE_RESP
         can_vote = (self.vote == m.frm or (self.vote == NONE and self.lead == NONE)
                     or (m.type == MT.PRE_VOTE and m.term > self.term))
+        if (can_vote and m.type == MT.PRE_VOTE and self.role == Role.PRE_CANDIDATE
+                and m.term == self.term + 1 and m.frm < self.id
+                and m.index == self.log.last_index()
+                and m.log_term == self.log.last_term()):
+            # Two pre-candidates for the same term with equal logs at once: only the higher id
+            # gets both grants, so simultaneous timeouts do not end in a split vote. (Refusing
+            # a pre-vote never affects safety.)
+            can_vote = False
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             self._send(Message(resp, m.frm, self.id, term=m.term))
             if m.type == MT.VOTE:
@@ -332,7 +360,7 @@ class RaftCore:
             res = vote_result(self.conf.voters, self.votes)
             if res == VoteResult.WON:
                 if self.role == Role.PRE_CANDIDATE:
-                    self.campaign(transfer=True)
+                    self._campaign(pre_vote=False, transfer=False)
                 else:
                     self._become_leader()
             elif res == VoteResult.LOST:
@@ -373,7 +401,7 @@ class RaftCore:
             self._handle_heartbeat_response(m)
         elif t == MT.PROP:
             if m.entries:
-                self._leader_append([e.data for e in m.entries], m.entries[0].type)
+                self._leader_append([e.data for e in m.entries], m.entries[0].entry_type)
         elif t == MT.READ_INDEX:
             self._leader_read(m.context, m.frm)
         elif t == MT.TRANSFER_LEADER:
@@ -655,6 +683,8 @@ class RaftCore:
             return
         self.conf = new
         if self.role != Role.LEADER:
+            if self.role != Role.FOLLOWER and self.id not in new.voters:
+                self.become_follower(self.term, NONE)  # no longer a voter: stop campaigning
             return
         members = new.voters | new.learners
         cfg = self.cfg
@@ -664,12 +694,24 @@ class RaftCore:
             if pr is None:
                 pr = Progress(last + 1, cfg.max_inflight_msgs, cfg.max_inflight_bytes)
                 pr.recent_active = True
+                pr.is_learner = v in new.learners
                 self.prs[v] = pr
+                self._maybe_send_append(v, True)  # start probing the new member now
             pr.is_learner = v in new.learners
         for v in [v for v in self.prs if v not in members]:
             del self.prs[v]
         if self.id not in new.voters:
-            self.become_follower(self.term, NONE)  # a removed leader steps down
+            # A removed leader steps down. It first tells everyone the commit index and hands
+            # leadership to the most caught-up voter (TimeoutNow), so nobody waits for an
+            # election timeout.
+            for v in self.prs:
+                if v != self.id:
+                    self._maybe_send_append(v, True)
+            best = max(((pr.match, v) for v, pr in self.prs.items() if v in new.voters),
+                       default=(0, NONE))
+            if best[1] != NONE and best[0] == self.log.last_index():
+                self._send(Message(MT.TIMEOUT_NOW, best[1], self.id))
+            self.become_follower(self.term, NONE)
             return
         if self.lead_transferee not in new.voters:
             self.lead_transferee = NONE
@@ -738,10 +780,17 @@ class RaftCore:
             last = rd.entries[-1]
             if log.match_term(last.index, last.term):
                 log.stable_to(last.index)
-        if rd.committed_entries:
-            log.applied = max(log.applied, rd.committed_entries[-1].index)
-            for e in rd.committed_entries:
-                if e.type == EntryType.CONF_CHANGE:
+        ce = rd.committed_entries
+        if ce:
+            log.applied = max(log.applied, ce[-1].index)
+            if EntryType.CONF_CHANGE not in map(_etype, ce):
+                ce = []
+            # A snapshot restored while this Ready was being processed already carries the
+            # membership of everything up to its index.
+            snap = log.unstable_snapshot
+            covered = snap.meta.index if snap is not None else 0
+            for e in ce:
+                if e.entry_type == EntryType.CONF_CHANGE and e.index > covered:
                     try:
                         cc = ConfChange.decode(e.data)
                     except ValueError:
