@@ -31,7 +31,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::io::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -237,7 +237,8 @@ pub(crate) struct Shared {
     inbox: Mutex<Inbox>,
     /// The inbox was emptied: readers waiting for room go on.
     space: Notify,
-    notify_fd: RawFd,
+    /// The eventfd; -1 once closed. Written and closed only with the inbox locked.
+    notify_fd: AtomicI32,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
     /// Every task this transport spawned; `None` once closed.
     tasks: Mutex<Option<Vec<JoinHandle<()>>>>,
@@ -247,9 +248,7 @@ pub(crate) struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        unsafe {
-            libc::close(self.notify_fd);
-        }
+        self.close_notify_fd();
     }
 }
 
@@ -264,23 +263,35 @@ impl Shared {
 
     /// Make the eventfd readable unless it already is. Call with the inbox locked.
     fn signal(&self, inbox: &mut Inbox) {
-        if !inbox.signaled {
+        let fd = self.notify_fd.load(Ordering::Acquire);
+        if !inbox.signaled && fd >= 0 {
             inbox.signaled = true;
             let one: u64 = 1;
             // EAGAIN means the counter is saturated: the reader wakes anyway.
             unsafe {
-                libc::write(self.notify_fd, &one as *const u64 as *const libc::c_void, 8);
+                libc::write(fd, &one as *const u64 as *const libc::c_void, 8);
+            }
+        }
+    }
+
+    fn close_notify_fd(&self) {
+        let _inbox = self.lock_inbox();
+        let fd = self.notify_fd.swap(-1, Ordering::AcqRel);
+        if fd >= 0 {
+            unsafe {
+                libc::close(fd);
             }
         }
     }
 
     /// Reset the eventfd once the caller has emptied everything. Call with the inbox locked.
     fn unsignal_if_empty(&self, inbox: &mut Inbox) {
-        if inbox.signaled && inbox.is_empty() {
+        let fd = self.notify_fd.load(Ordering::Acquire);
+        if inbox.signaled && inbox.is_empty() && fd >= 0 {
             inbox.signaled = false;
             let mut buf: u64 = 0;
             unsafe {
-                libc::read(self.notify_fd, &mut buf as *mut u64 as *mut libc::c_void, 8);
+                libc::read(fd, &mut buf as *mut u64 as *mut libc::c_void, 8);
             }
         }
     }
@@ -397,7 +408,7 @@ impl PeerTransport {
             local_addr,
             inbox: Mutex::new(Inbox::default()),
             space: Notify::new(),
-            notify_fd,
+            notify_fd: AtomicI32::new(notify_fd),
             peers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Some(Vec::new())),
             closed: AtomicBool::new(false),
@@ -423,8 +434,9 @@ impl PeerTransport {
         self.shared.local_addr
     }
 
+    /// The eventfd to watch; -1 once closed.
     pub fn notify_fd(&self) -> RawFd {
-        self.shared.notify_fd
+        self.shared.notify_fd.load(Ordering::Acquire)
     }
 
     pub fn max_frame(&self) -> usize {
@@ -678,8 +690,8 @@ impl PeerTransport {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Stop every task, close every socket and the listener, and wait until they are gone.
-    /// Idempotent. Must not be called from a runtime thread.
+    /// Stop every task, close every socket, the listener and the eventfd, and wait until
+    /// they are gone. Idempotent. Must not be called from a runtime thread.
     pub fn close(&self) {
         let handles = self.shutdown();
         if !handles.is_empty() {
@@ -689,6 +701,7 @@ impl PeerTransport {
                 }
             });
         }
+        self.shared.close_notify_fd();
     }
 
     fn shutdown(&self) -> Vec<JoinHandle<()>> {

@@ -76,7 +76,7 @@ impl PyPeerTransport {
         member_id: u64,
         cluster_id: u64,
         listen: String,
-        peers: Option<Vec<(u64, String)>>,
+        peers: Option<&Bound<'_, PyAny>>,
         cert_file: Option<PathBuf>,
         key_file: Option<PathBuf>,
         trusted_ca_file: Option<PathBuf>,
@@ -116,7 +116,17 @@ impl PyPeerTransport {
         opts.connect_timeout = seconds("connect_timeout", connect_timeout)?;
         opts.handshake_timeout = seconds("handshake_timeout", handshake_timeout)?;
         opts.seed = seed;
-        let peers = peers.unwrap_or_default();
+        let mut initial: Vec<(u64, String)> = Vec::new();
+        if let Some(peers) = peers {
+            let items = match peers.downcast::<PyDict>() {
+                Ok(d) => d.items().into_any(),
+                Err(_) => peers.clone(),
+            };
+            for item in items.try_iter()? {
+                initial.push(item?.extract()?);
+            }
+        }
+        let peers = initial;
         let inner = py
             .allow_threads(|| PeerTransport::start(opts, &peers))
             .map_err(peer_err)?;
