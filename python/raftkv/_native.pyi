@@ -232,11 +232,18 @@ class PeerTransport:
         backoff_max: float = 2.0,
         connect_timeout: float = 3.0,
         handshake_timeout: float = 5.0,
+        write_timeout: float = 10.0,
         seed: int = 0,
     ) -> None:
         """Listen on ``listen`` (``host:port``, port 0 for a free one) and dial ``peers``
         (``(member_id, "host:port")``). TLS needs cert, key and trusted CA together; the
-        certificate serves and is presented as client certificate when dialing."""
+        certificate serves and is presented as client certificate when dialing.
+
+        Queues: ``max_queue_frames``/``max_queue_bytes`` per peer (beyond them sends are
+        dropped), ``max_inbox_bytes`` received but not taken (beyond it readers pause, which
+        pushes back on the senders). Links: retries back off from ``backoff_initial`` to
+        ``backoff_max`` seconds with seeded jitter; a write not done within
+        ``write_timeout`` seconds closes the link (the peer stopped reading)."""
     @property
     def member_id(self) -> int: ...
     @property
@@ -279,8 +286,9 @@ class PeerTransport:
         tb: TracebackType | None,
     ) -> bool: ...
 
-def encode_peer_frame(body: bytes) -> bytes:
-    """One message frame as it goes on the wire (for tests and tools)."""
+def encode_peer_frame(body: bytes, kind: int = 4) -> bytes:
+    """One frame as it goes on the wire (for tests and tools). Kinds: 1 hello, 2 hello
+    answer, 3 refusal, 4 message."""
 
 def encode_peer_hello(cluster_id: int, member_id: int, to: int = 0) -> bytes:
     """The hello frame a dialer sends first (for tests and tools)."""

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::time::timeout;
 use tokio_rustls::TlsAcceptor;
 
@@ -16,6 +17,7 @@ use super::link::read_frame;
 use super::{Io, Shared};
 
 const READ_CHUNK: usize = 64 * 1024;
+const SUPERSEDED: &str = "superseded by a newer connection from the same member";
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     loop {
@@ -54,6 +56,7 @@ async fn serve(shared: Arc<Shared>, tcp: TcpStream, remote: SocketAddr) {
 async fn serve_inner(shared: &Arc<Shared>, tcp: TcpStream) -> End {
     let opts = &shared.opts;
     let _ = tcp.set_nodelay(true);
+    super::set_keepalive(&tcp);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let handshake = async {
         let mut io: Box<dyn Io> = match &shared.tls {
@@ -110,19 +113,26 @@ async fn serve_inner(shared: &Arc<Shared>, tcp: TcpStream) -> End {
         Ok(Err((peer, reason))) => return End::Rejected(peer, reason),
         Err(_) => return End::Rejected(0, "handshake timed out".into()),
     };
+    let stop = Arc::new(Notify::new());
     let generation = {
         let mut inbox = shared.lock_inbox();
         inbox.next_gen += 1;
         let g = inbox.next_gen;
-        inbox.inbound_gen.insert(from, g);
+        if let Some((_, older)) = inbox.inbound_gen.insert(from, (g, stop.clone())) {
+            // Its unread frames are lost (Raft copes), never delivered after ours.
+            older.notify_one();
+        }
         inbox.recv.entry(from).or_default().connections += 1;
         g
     };
     shared.event("inbound_connected", from, String::new());
-    let reason = read_loop(shared, io, buf, from, generation).await;
+    let reason = tokio::select! {
+        reason = read_loop(shared, io, buf, from, generation) => reason,
+        _ = stop.notified() => SUPERSEDED.to_string(),
+    };
     {
         let mut inbox = shared.lock_inbox();
-        if inbox.inbound_gen.get(&from) == Some(&generation) {
+        if inbox.inbound_gen.get(&from).map(|(g, _)| *g) == Some(generation) {
             inbox.inbound_gen.remove(&from);
         }
     }
@@ -161,8 +171,8 @@ async fn read_loop(
             space.as_mut().enable();
             let full = {
                 let mut inbox = shared.lock_inbox();
-                if inbox.inbound_gen.get(&from) != Some(&generation) {
-                    return "superseded by a newer connection from the same member".into();
+                if inbox.inbound_gen.get(&from).map(|(g, _)| *g) != Some(generation) {
+                    return SUPERSEDED.into();
                 }
                 let bytes: usize = batch.iter().map(|(_, b)| b.len()).sum();
                 let r = inbox.recv.entry(from).or_default();

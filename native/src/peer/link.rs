@@ -33,7 +33,7 @@ pub(crate) async fn run(shared: Arc<Shared>, peer: Arc<Peer>) {
                 peer.lock_queue().state = LinkState::Connected;
                 shared.event("connected", peer.id, addr.clone());
                 let began = Instant::now();
-                let reason = pump(&peer, conn, addr_gen).await;
+                let reason = pump(&peer, conn, addr_gen, opts.write_timeout).await;
                 peer.counters.disconnects.fetch_add(1, Ordering::Relaxed);
                 shared.event("disconnected", peer.id, format!("{addr}: {reason}"));
                 if peer.addr_gen.load(Ordering::Acquire) != addr_gen {
@@ -98,6 +98,7 @@ async fn connect(shared: &Shared, peer: &Peer, addr: &str) -> Result<Box<dyn Io>
             .map_err(|e| format!("connect: {e}"))?;
         tcp.set_nodelay(true)
             .map_err(|e| format!("set TCP_NODELAY: {e}"))?;
+        super::set_keepalive(&tcp);
         let mut io: Box<dyn Io> = match &shared.tls {
             Some(t) => {
                 let name = tls::server_name(addr)?;
@@ -170,7 +171,7 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
 
 /// Write whatever is queued, one chunk per write, until the link fails, the peer closes it,
 /// or the address changes. Returns why it ended.
-async fn pump(peer: &Peer, conn: Box<dyn Io>, addr_gen: u64) -> String {
+async fn pump(peer: &Peer, conn: Box<dyn Io>, addr_gen: u64, write_timeout: Duration) -> String {
     let (mut rd, mut wr) = tokio::io::split(conn);
     let mut probe = [0u8; 64];
     loop {
@@ -188,10 +189,19 @@ async fn pump(peer: &Peer, conn: Box<dyn Io>, addr_gen: u64) -> String {
                 wr.write_all(&chunk).await?;
                 wr.flush().await
             };
-            if let Err(e) = written.await {
+            let failure = match timeout(write_timeout, written).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!("write: {e}")),
+                Err(_) => Some(format!(
+                    "write of {} bytes not done after {:?}: peer not reading",
+                    chunk.len(),
+                    write_timeout
+                )),
+            };
+            if let Some(reason) = failure {
                 // Some of it may have arrived: never send it again.
                 peer.count_dropped(frames, chunk.len() - frames * frame::HEADER_LEN);
-                return format!("write: {e}");
+                return reason;
             }
             let c = &peer.counters;
             c.frames_sent.fetch_add(frames as u64, Ordering::Relaxed);

@@ -71,6 +71,9 @@ pub struct PeerOptions {
     pub backoff_max: Duration,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
+    /// A chunk not written within this long means the peer stopped reading: the link is
+    /// closed and the chunk dropped.
+    pub write_timeout: Duration,
     /// Seed of the backoff jitter.
     pub seed: u64,
 }
@@ -90,6 +93,7 @@ impl PeerOptions {
             backoff_max: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
             handshake_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
             seed: 0,
         }
     }
@@ -210,8 +214,9 @@ pub(crate) struct Inbox {
     events_dropped: u64,
     /// Whether the eventfd has been written since the caller last emptied everything.
     signaled: bool,
-    /// The current inbound connection of each member; older ones are superseded.
-    inbound_gen: HashMap<u64, u64>,
+    /// The current inbound connection of each member (generation, and a signal that stops
+    /// its reader); an older one is superseded and stopped.
+    inbound_gen: HashMap<u64, (u64, Arc<Notify>)>,
     next_gen: u64,
     recv: HashMap<u64, RecvCounters>,
 }
@@ -726,6 +731,26 @@ impl Drop for PeerTransport {
         // Aborted tasks release their sockets as soon as a runtime thread polls them.
         self.shutdown();
     }
+}
+
+/// TCP keepalive, so a link to a member that vanished (power loss, partition) is noticed
+/// within about half a minute even when nothing is written on it.
+pub(crate) fn set_keepalive(tcp: &tokio::net::TcpStream) {
+    use std::os::unix::io::AsRawFd;
+    let fd = tcp.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 10);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 5);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
 }
 
 /// splitmix64: a small seeded generator for backoff jitter.

@@ -68,7 +68,7 @@ impl PyPeerTransport {
         max_frame_size = DEFAULT_MAX_FRAME, max_queue_bytes = DEFAULT_MAX_QUEUE_BYTES,
         max_queue_frames = DEFAULT_MAX_QUEUE_FRAMES, max_inbox_bytes = DEFAULT_MAX_INBOX_BYTES,
         backoff_initial = 0.05, backoff_max = 2.0, connect_timeout = 3.0,
-        handshake_timeout = 5.0, seed = 0
+        handshake_timeout = 5.0, write_timeout = 10.0, seed = 0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -89,6 +89,7 @@ impl PyPeerTransport {
         backoff_max: f64,
         connect_timeout: f64,
         handshake_timeout: f64,
+        write_timeout: f64,
         seed: u64,
     ) -> PyResult<Self> {
         let tls = match (cert_file, key_file, trusted_ca_file) {
@@ -115,6 +116,7 @@ impl PyPeerTransport {
         opts.backoff_max = seconds("backoff_max", backoff_max)?.max(opts.backoff_initial);
         opts.connect_timeout = seconds("connect_timeout", connect_timeout)?;
         opts.handshake_timeout = seconds("handshake_timeout", handshake_timeout)?;
+        opts.write_timeout = seconds("write_timeout", write_timeout)?;
         opts.seed = seed;
         let mut initial: Vec<(u64, String)> = Vec::new();
         if let Some(peers) = peers {
@@ -270,12 +272,20 @@ impl PyPeerTransport {
     }
 }
 
-/// One message frame as it goes on the wire (for tests and tools).
+/// One frame as it goes on the wire, a message by default (for tests and tools).
 #[pyfunction]
-fn encode_peer_frame<'py>(py: Python<'py>, body: &[u8]) -> Bound<'py, PyBytes> {
+#[pyo3(signature = (body, kind = Kind::Msg as u8))]
+fn encode_peer_frame<'py>(py: Python<'py>, body: &[u8], kind: u8) -> PyResult<Bound<'py, PyBytes>> {
+    let kind = match kind {
+        1 => Kind::Hello,
+        2 => Kind::HelloOk,
+        3 => Kind::Reject,
+        4 => Kind::Msg,
+        k => return Err(PyValueError::new_err(format!("unknown frame kind {k}"))),
+    };
     let mut out = BytesMut::new();
-    frame::encode(&mut out, Kind::Msg, body);
-    PyBytes::new(py, &out)
+    frame::encode(&mut out, kind, body);
+    Ok(PyBytes::new(py, &out))
 }
 
 /// The hello a dialer sends first (for tests and tools).
