@@ -353,6 +353,49 @@ mod tests {
         assert!(err.contains("wrong cluster id"), "{err}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_split_of_a_stream_decodes_the_same(
+            bodies in proptest::collection::vec(proptest::collection::vec(0u8.., 0..600), 1..12),
+            cuts in proptest::collection::vec(0usize..8000, 0..6),
+        ) {
+            let refs: Vec<&[u8]> = bodies.iter().map(|b| b.as_slice()).collect();
+            let whole = frames(&refs);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (whole.len() + 1)).collect();
+            cuts.push(whole.len());
+            cuts.sort_unstable();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for cut in cuts {
+                buf.extend_from_slice(&whole[at..cut]);
+                at = cut;
+                while let Some(f) = decode(&mut buf, 4096).unwrap() {
+                    got.push(f.body.to_vec());
+                }
+            }
+            proptest::prop_assert_eq!(got, bodies);
+            proptest::prop_assert!(buf.is_empty());
+        }
+
+        #[test]
+        fn a_flipped_byte_never_yields_a_wrong_frame(
+            body in proptest::collection::vec(0u8.., 1..600),
+            pos in 0usize..10_000,
+            flip in 1u8..,
+        ) {
+            let whole = frames(&[&body]);
+            let mut buf = whole.clone();
+            let pos = pos % buf.len();
+            buf[pos] ^= flip;
+            // Whatever comes out is either an error, a wait for more bytes, or, never, a
+            // frame different from what was sent.
+            if let Ok(Some(f)) = decode(&mut buf, 4096) {
+                proptest::prop_assert!(false, "corrupted byte {} gave a frame of {} bytes", pos, f.body.len());
+            }
+        }
+    }
+
     #[test]
     fn encoded_len_matches() {
         let buf = frames(&[&[0u8; 300]]);

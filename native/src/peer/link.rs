@@ -74,7 +74,7 @@ pub(crate) async fn run(shared: Arc<Shared>, peer: Arc<Peer>) {
             shared.mark_unreachable(peer.id);
         }
         let deadline = tokio::time::Instant::now() + jitter.spread(backoff);
-        backoff = (backoff * 2).min(opts.backoff_max);
+        backoff = backoff.saturating_mul(2).min(opts.backoff_max);
         loop {
             tokio::select! {
                 _ = sleep_until(deadline) => break,

@@ -390,6 +390,20 @@ impl PeerTransport {
                 opts.max_frame
             )));
         }
+        let day = Duration::from_secs(86_400);
+        for (name, d) in [
+            ("backoff_initial", opts.backoff_initial),
+            ("backoff_max", opts.backoff_max),
+            ("connect_timeout", opts.connect_timeout),
+            ("handshake_timeout", opts.handshake_timeout),
+            ("write_timeout", opts.write_timeout),
+        ] {
+            if d > day || d.is_zero() {
+                return Err(PeerError::Invalid(format!(
+                    "{name} must be more than 0 and at most a day, not {d:?}"
+                )));
+            }
+        }
         let tls = match &opts.tls {
             Some(files) => Some(Tls::load(files).map_err(PeerError::Invalid)?),
             None => None,
