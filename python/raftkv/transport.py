@@ -27,6 +27,25 @@ PeerEvent = tuple[str, int, str]
 
 # Event kinds and the level they are logged at; a failing peer is logged at WARNING once,
 # then at DEBUG until it connects again.
+
+
+def peer_address(url: str) -> str:
+    """``host:port`` of an etcd-style peer URL (``http://10.0.0.1:2380``,
+    ``https://[::1]:2380``) or of a bare ``host:port``."""
+    rest = url.strip()
+    for scheme in ("http://", "https://", "unix://"):
+        if rest.lower().startswith(scheme):
+            if scheme == "unix://":
+                raise ValueError(f"unix sockets are not supported for peers: {url!r}")
+            rest = rest[len(scheme) :]
+            break
+    rest = rest.rstrip("/")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest:
+        raise ValueError(f"not a peer address (host:port): {url!r}")
+    return rest
+
+
 _LEVELS = {
     "connected": logging.INFO,
     "inbound_connected": logging.DEBUG,

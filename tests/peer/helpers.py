@@ -64,6 +64,10 @@ class Member:
     def addr(self) -> str:
         return self.native.listen_addr
 
+    def notice(self) -> None:
+        """Wake :meth:`wait_for` (for callbacks installed by a test)."""
+        self._changed.set()
+
     def _on_receive(self, batch: Received) -> None:
         self.received.extend(batch)
         self._changed.set()
