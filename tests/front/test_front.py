@@ -10,8 +10,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from raftkv.front import GrpcError, ServerStream, StatusCode
+from raftkv.front import ServerStream
 from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2
+from raftkv.status import GrpcError, StatusCode
 from tests.front.conftest import blocking, serving, unary
 from tests.native.helpers import run
 
