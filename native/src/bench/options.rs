@@ -118,6 +118,9 @@ impl Mix {
 
 impl fmt::Display for Mix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let [(k, _)] = self.parts[..] {
+            return f.write_str(k.name());
+        }
         for (i, (k, w)) in self.parts.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
@@ -322,6 +325,7 @@ mod tests {
         assert_eq!(m.pick(90), OpKind::Put);
         assert_eq!(m.pick(99), OpKind::Put);
         assert_eq!(m.to_string(), "range:90,put:10");
+        assert_eq!(Mix::parse("put").unwrap().to_string(), "put");
         assert_eq!(Mix::parse("txn").unwrap().parts, vec![(OpKind::Txn, 1)]);
     }
 
