@@ -20,7 +20,10 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::sync::Notify;
 
-use client::{CallError, Caller, Conn, CODE_NAMES, DEADLINE_EXCEEDED};
+use client::{CallError, Caller, Conn, CODE_NAMES, DEADLINE_EXCEEDED, UNAVAILABLE};
+
+/// Pause of a client after an UNAVAILABLE answer (dead connection, no leader, ...).
+const UNAVAILABLE_BACKOFF: Duration = Duration::from_millis(50);
 use hist::Histogram;
 pub use options::{Mix, OpKind, Options, Transport};
 
@@ -473,7 +476,17 @@ async fn client_loop(job: Arc<Job>, conn: Conn, id: u64) -> ClientStats {
             Err(e) => {
                 c.errors += 1;
                 sh.errors.fetch_add(1, Ordering::Relaxed);
+                let unavailable = e.code == UNAVAILABLE;
                 st.error(e);
+                if unavailable {
+                    // The connection is gone or refusing: back off instead of spinning.
+                    sh.done.fetch_add(1, Ordering::Relaxed);
+                    tokio::select! {
+                        _ = tokio::time::sleep(UNAVAILABLE_BACKOFF) => {}
+                        _ = sh.wait_stop() => break,
+                    }
+                    continue;
+                }
             }
         }
         sh.done.fetch_add(1, Ordering::Relaxed);
@@ -482,7 +495,7 @@ async fn client_loop(job: Arc<Job>, conn: Conn, id: u64) -> ClientStats {
 }
 
 /// Connect every connection and make one probe call on each; the first failure ends the run.
-async fn connect_all(opts: &Options) -> Result<Vec<Conn>, BenchError> {
+async fn connect_all(opts: &Options, probe_key: &Bytes) -> Result<Vec<Conn>, BenchError> {
     let futs = (0..opts.conns).map(|i| {
         let ep = opts.endpoints[i % opts.endpoints.len()].clone();
         async move {
@@ -491,10 +504,9 @@ async fn connect_all(opts: &Options) -> Result<Vec<Conn>, BenchError> {
                 .await
                 .map_err(fail)?;
             let mut caller = Caller::new(&conn);
-            let probe_key = Bytes::from(opts.key_prefix.clone());
             match tokio::time::timeout(
                 opts.connect_timeout,
-                caller.call(OpKind::Range, &probe_key, &Bytes::new(), true),
+                caller.call(OpKind::Range, probe_key, &Bytes::new(), true),
             )
             .await
             {
@@ -514,8 +526,10 @@ async fn connect_all(opts: &Options) -> Result<Vec<Conn>, BenchError> {
 }
 
 async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchError> {
+    let keys = Arc::new(Keys::new(&opts));
+    let probe_key = keys.get(0, &mut BytesMut::new());
     let conns = tokio::select! {
-        r = connect_all(&opts) => r?,
+        r = connect_all(&opts, &probe_key) => r?,
         _ = shared.wait_stop() => return Err(BenchError::Connect("stopped while connecting".into())),
     };
     let value = {
@@ -526,7 +540,6 @@ async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchE
         }
         v.freeze()
     };
-    let keys = Arc::new(Keys::new(&opts));
     let t0 = Instant::now();
     let job = Arc::new(Job {
         opts: opts.clone(),
