@@ -6,7 +6,7 @@ on stderr, a human summary on stdout and ``--json FILE``.
 
 Exit status: 0 when every measured call succeeded, 1 when some failed or no connection
 could be made (the summary and JSON are still written for a run that happened), 2 for bad
-options.
+options, 130 when interrupted (Ctrl-C stops the run; calls in flight finish first).
 
 JSON fields (see ``BenchReport`` in ``_native.pyi``): ``options`` (normalized), ``ops``,
 ``ok``, ``errors``, ``elapsed_s``, ``ops_per_s`` (successful calls per second),
@@ -270,10 +270,16 @@ def run(args: argparse.Namespace) -> int:
             progress.finish()
         print(f"raftkv bench: cannot run: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if progress:
+            progress.finish()
+        print("raftkv bench: interrupted", file=sys.stderr)
+        return 130
     if progress:
         progress.finish()
     if not args.quiet:
-        print(format_summary(report))
+        # With the JSON on stdout the summary goes to stderr, so stdout stays parseable.
+        print(format_summary(report), file=sys.stderr if args.json == "-" else sys.stdout)
     if args.json:
         doc = {"version": __version__, **report}
         text = json.dumps(doc, indent=2) + "\n"

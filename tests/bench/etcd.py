@@ -27,6 +27,7 @@ class Etcd:
 
     proc: subprocess.Popen[bytes]
     endpoint: str
+    ports: tuple[int, int]
     data_dir: Path
     log_path: Path
 
@@ -57,16 +58,17 @@ class Etcd:
                 self.proc.wait(timeout=10)
 
 
-def start_etcd(base: Path) -> Etcd:
-    """Start etcd in ``base`` and wait (bounded) until it commits a proposal."""
+def start_etcd(base: Path, ports: tuple[int, int] | None = None) -> Etcd:
+    """Start etcd in ``base`` (reusing its data if any) on ``ports`` (client, peer; default:
+    free ones) and wait (bounded) until it commits a proposal."""
     etcd = shutil.which("etcd")
     if etcd is None or shutil.which("etcdctl") is None:
         raise RuntimeError("etcd/etcdctl not found (apt-get install etcd-server etcd-client)")
-    client, peer = free_port(), free_port()
+    client, peer = ports or (free_port(), free_port())
     data_dir = base / "etcd-data"
     log_path = base / "etcd.log"
     endpoint = f"127.0.0.1:{client}"
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [
                 etcd,
@@ -82,7 +84,7 @@ def start_etcd(base: Path) -> Etcd:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    e = Etcd(proc, endpoint, data_dir, log_path)
+    e = Etcd(proc, endpoint, (client, peer), data_dir, log_path)
     deadline = time.monotonic() + READY_DEADLINE_S
     last = ""
     while time.monotonic() < deadline:

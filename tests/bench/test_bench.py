@@ -199,6 +199,24 @@ def test_tonic_transport_matches(etcd: Etcd) -> None:
     assert report["options"]["transport"] == "tonic"
 
 
+def test_json_on_stdout_keeps_the_summary_off_it(
+    etcd: Etcd, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = bench(
+        capsys, "range", f"--endpoints={etcd.endpoint}", "--total=50", "--json=-", "--no-progress"
+    )
+    assert rc == 0
+    assert json.loads(out)["ok"] == 50
+    assert "throughput" in err
+
+
+def test_multi_threaded_runtime(etcd: Etcd) -> None:
+    report = run_bench(
+        [etcd.endpoint], threads=2, conns=2, clients=16, total=500, workload="range:1,put:1"
+    )
+    assert report["ok"] == 500 and report["options"]["threads"] == 2
+
+
 def test_progress_callback_and_bar(etcd: Etcd, capsys: pytest.CaptureFixture[str]) -> None:
     seen: list[tuple[int, int, float, bool]] = []
     run_bench(
@@ -298,30 +316,47 @@ def test_one_bad_endpoint_among_good_ones_fails(etcd: Etcd) -> None:
         run_bench([etcd.endpoint, f"127.0.0.1:{free_port()}"], conns=2, total=10)
 
 
-def test_endpoint_that_dies_mid_run_reports_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["h2", "tonic"])
+def test_member_restart_mid_run_gives_errors_then_recovers(tmp_path: Path, transport: str) -> None:
+    """Kill etcd once calls flow, restart it on the same ports: calls fail (counted by
+    code) while it is down, and the generator reconnects and succeeds again after."""
     from tests.bench.etcd import start_etcd
 
     e = start_etcd(tmp_path)
-    seen: list[int] = []
+    state: dict[str, int] = {}
 
-    def kill_when_running(done: int, errors: int, elapsed: float, measuring: bool) -> None:
-        seen.append(done)
-        if done > 0 and e.proc.poll() is None:
+    def restart_once(done: int, errors: int, elapsed: float, measuring: bool) -> None:
+        nonlocal e
+        if done > 0 and "killed_at" not in state:
+            state["killed_at"] = done
             e.proc.kill()
+            e.proc.wait(timeout=10)
+            e = start_etcd(tmp_path, e.ports)  # blocks until healthy; the run goes on
+            state["restarted_ok"] = done - errors
 
     try:
         began = time.monotonic()
         report = run_bench(
             [e.endpoint],
             clients=4,
-            duration=3.0,
+            duration=4.0,
             timeout=2.0,
-            workload="range",
-            progress=kill_when_running,
+            connect_timeout=1.0,
+            workload="put",
+            key_prefix="rs/",
+            key_size=9,
+            transport=transport,
+            progress=restart_once,
         )
-        assert time.monotonic() - began < 15
+        assert time.monotonic() - began < 20
     finally:
         e.stop()
+    assert "restarted_ok" in state, "the run ended before the restart"
     assert report["errors"] > 0
-    assert set(report["errors_by_code"]) <= {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"}
+    # tonic reports a call cut by the connection loss as UNKNOWN ("transport error: ...").
+    allowed = {"UNAVAILABLE", "DEADLINE_EXCEEDED", "INTERNAL"} | (
+        {"UNKNOWN"} if transport == "tonic" else set()
+    )
+    assert set(report["errors_by_code"]) <= allowed
     assert all(report["error_messages"][c] for c in report["errors_by_code"])
+    assert report["ok"] > state["restarted_ok"], "no successful call after the restart"

@@ -9,7 +9,8 @@
 //!   as one DATA frame, and reads the reply and the `grpc-status` trailer itself.
 
 use std::future::poll_fn;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, TE};
@@ -152,10 +153,84 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[derive(Clone)]
 pub enum Conn {
     Tonic(Channel),
-    H2 {
-        send: h2::client::SendRequest<Bytes>,
-        uris: std::sync::Arc<[Uri; 3]>,
-    },
+    H2(Arc<H2Conn>),
+}
+
+/// An `h2` client connection that is replaced by a new one when it dies.
+pub struct H2Conn {
+    endpoint: String,
+    connect_timeout: Duration,
+    uris: [Uri; 3],
+    /// (generation, handle): the generation grows with each reconnect.
+    current: Mutex<(u64, h2::client::SendRequest<Bytes>)>,
+    /// Held while reconnecting; remembers the last failed attempt (when, why).
+    renewing: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
+
+/// After a failed reconnect, calls fail at once for this long instead of retrying.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+
+async fn h2_connect(endpoint: &str) -> Result<h2::client::SendRequest<Bytes>, String> {
+    let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+    let tcp = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    tcp.set_nodelay(true).map_err(|e| error_chain(&e))?;
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(1 << 20)
+        .initial_connection_window_size(16 << 20)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    // Drives the connection; ends (and with it every call on it) on error.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(send)
+}
+
+impl H2Conn {
+    fn handle(&self) -> (u64, h2::client::SendRequest<Bytes>) {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The handle newer than `gen`, connecting a new one if `gen` is still the current
+    /// (dead) one. One reconnect at a time; a failure is remembered for a short while.
+    async fn renew(&self, gen: u64) -> Result<(u64, h2::client::SendRequest<Bytes>), CallError> {
+        let mut last_failure = self.renewing.lock().await;
+        let cur = self.handle();
+        if cur.0 != gen {
+            return Ok(cur);
+        }
+        if let Some((at, why)) = &*last_failure {
+            if at.elapsed() < RECONNECT_BACKOFF {
+                return Err(CallError::new(
+                    UNAVAILABLE,
+                    format!("reconnect failed: {why}"),
+                ));
+            }
+        }
+        let attempt = tokio::time::timeout(self.connect_timeout, h2_connect(&self.endpoint));
+        let why = match attempt.await {
+            Ok(Ok(send)) => {
+                *last_failure = None;
+                let mut c = self.current.lock().unwrap_or_else(|e| e.into_inner());
+                c.0 += 1;
+                c.1 = send;
+                return Ok(c.clone());
+            }
+            Ok(Err(why)) => why,
+            Err(_) => format!("no connection within {:?}", self.connect_timeout),
+        };
+        *last_failure = Some((Instant::now(), why.clone()));
+        Err(CallError::new(
+            UNAVAILABLE,
+            format!("reconnect failed: {why}"),
+        ))
+    }
 }
 
 impl Conn {
@@ -177,35 +252,23 @@ impl Conn {
                     Ok(Conn::Tonic(ch))
                 }
                 Transport::H2 => {
-                    let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
-                    let tcp = tokio::net::TcpStream::connect(authority)
-                        .await
-                        .map_err(|e| error_chain(&e))?;
-                    tcp.set_nodelay(true).map_err(|e| error_chain(&e))?;
-                    let (send, conn) = h2::client::Builder::new()
-                        .initial_window_size(1 << 20)
-                        .initial_connection_window_size(16 << 20)
-                        .handshake::<_, Bytes>(tcp)
-                        .await
-                        .map_err(|e| error_chain(&e))?;
-                    // Drives the connection; ends (and with it every call on it) on error.
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
+                    let send = h2_connect(endpoint).await?;
                     let uri = |p: &str| -> Result<Uri, String> {
                         format!("{endpoint}{p}")
                             .parse::<Uri>()
                             .map_err(|e| error_chain(&e))
                     };
-                    let uris = [
-                        uri(path_of(OpKind::Put))?,
-                        uri(path_of(OpKind::Range))?,
-                        uri(path_of(OpKind::Txn))?,
-                    ];
-                    Ok(Conn::H2 {
-                        send,
-                        uris: std::sync::Arc::new(uris),
-                    })
+                    Ok(Conn::H2(Arc::new(H2Conn {
+                        endpoint: endpoint.to_string(),
+                        connect_timeout,
+                        uris: [
+                            uri(path_of(OpKind::Put))?,
+                            uri(path_of(OpKind::Range))?,
+                            uri(path_of(OpKind::Txn))?,
+                        ],
+                        current: Mutex::new((0, send)),
+                        renewing: tokio::sync::Mutex::new(None),
+                    })))
                 }
             }
         };
@@ -226,8 +289,9 @@ pub struct Caller {
 enum CallerInner {
     Tonic(tonic::client::Grpc<Channel>),
     H2 {
+        conn: Arc<H2Conn>,
+        gen: u64,
         send: h2::client::SendRequest<Bytes>,
-        uris: std::sync::Arc<[Uri; 3]>,
     },
 }
 
@@ -245,10 +309,14 @@ impl Caller {
             Conn::Tonic(ch) => CallerInner::Tonic(
                 tonic::client::Grpc::new(ch.clone()).max_decoding_message_size(usize::MAX),
             ),
-            Conn::H2 { send, uris } => CallerInner::H2 {
-                send: send.clone(),
-                uris: uris.clone(),
-            },
+            Conn::H2(c) => {
+                let (gen, send) = c.handle();
+                CallerInner::H2 {
+                    conn: c.clone(),
+                    gen,
+                    send,
+                }
+            }
         };
         Caller {
             inner,
@@ -258,6 +326,7 @@ impl Caller {
     }
 
     /// Send one call and wait for its answer (no deadline here; the caller adds one).
+    /// On the h2 transport a dead connection is replaced (once per call at most).
     pub async fn call(
         &mut self,
         kind: OpKind,
@@ -267,7 +336,12 @@ impl Caller {
     ) -> Result<CallOk, CallError> {
         match &mut self.inner {
             CallerInner::Tonic(grpc) => tonic_call(grpc, kind, key, value, serializable).await,
-            CallerInner::H2 { send, uris } => {
+            CallerInner::H2 { conn, gen, send } => {
+                if poll_fn(|cx| send.poll_ready(cx)).await.is_err() {
+                    let (g, s) = conn.renew(*gen).await?;
+                    (*gen, *send) = (g, s);
+                    poll_fn(|cx| send.poll_ready(cx)).await.map_err(h2_error)?;
+                }
                 let buf = &mut self.buf;
                 buf.reserve(5 + key.len() + value.len() + 64);
                 buf.put_slice(&[0; 5]);
@@ -277,7 +351,7 @@ impl Caller {
                 let frame = buf.split().freeze();
                 h2_call(
                     send,
-                    uris[kind_slot(kind)].clone(),
+                    conn.uris[kind_slot(kind)].clone(),
                     frame,
                     &mut self.recv,
                     kind,
@@ -289,7 +363,17 @@ impl Caller {
 }
 
 fn status_error(s: tonic::Status) -> CallError {
-    CallError::new(s.code() as u32, s.message().to_string())
+    // tonic turns a broken connection into UNKNOWN "transport error"; add the cause.
+    let mut message = s.message().to_string();
+    if let Some(src) = std::error::Error::source(&s) {
+        let cause = error_chain(src);
+        if cause.starts_with(&message) {
+            message = cause;
+        } else if !message.contains(&cause) {
+            message = format!("{message}: {cause}");
+        }
+    }
+    CallError::new(s.code() as u32, message)
 }
 
 async fn tonic_call(
@@ -400,7 +484,6 @@ async fn h2_call(
     recv: &mut BytesMut,
     kind: OpKind,
 ) -> Result<CallOk, CallError> {
-    poll_fn(|cx| send.poll_ready(cx)).await.map_err(h2_error)?;
     let mut req = Request::new(());
     *req.method_mut() = Method::POST;
     *req.uri_mut() = uri;
