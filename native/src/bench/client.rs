@@ -170,6 +170,46 @@ pub struct H2Conn {
 /// After a failed reconnect, calls fail at once for this long instead of retrying.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// A TCP stream that tells h2 it has no vectored writes. h2 then copies DATA payloads
+/// below 1 KiB into its write buffer (instead of below 256 bytes), so the requests of
+/// many clients leave in one `write`: with 256-byte values a vectored stream made h2
+/// flush once per request (one syscall per call), measured about 25% more CPU per call.
+struct CopyingStream(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for CopyingStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CopyingStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 async fn h2_connect(endpoint: &str) -> Result<h2::client::SendRequest<Bytes>, String> {
     let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
     let tcp = tokio::net::TcpStream::connect(authority)
@@ -179,7 +219,7 @@ async fn h2_connect(endpoint: &str) -> Result<h2::client::SendRequest<Bytes>, St
     let (send, conn) = h2::client::Builder::new()
         .initial_window_size(1 << 20)
         .initial_connection_window_size(16 << 20)
-        .handshake::<_, Bytes>(tcp)
+        .handshake::<_, Bytes>(CopyingStream(tcp))
         .await
         .map_err(|e| error_chain(&e))?;
     // Drives the connection; ends (and with it every call on it) on error.
