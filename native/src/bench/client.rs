@@ -210,6 +210,35 @@ impl tokio::io::AsyncWrite for CopyingStream {
     }
 }
 
+/// tonic connector that hands hyper a `CopyingStream`, for the same batching of writes.
+#[derive(Clone, Copy)]
+struct CopyingConnector;
+
+impl tonic::codegen::Service<Uri> for CopyingConnector {
+    type Response = hyper_util::rt::TokioIo<CopyingStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        Box::pin(async move {
+            let host = uri.host().unwrap_or("127.0.0.1").to_string();
+            let port = uri.port_u16().unwrap_or(80);
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            Ok(hyper_util::rt::TokioIo::new(CopyingStream(tcp)))
+        })
+    }
+}
+
 async fn h2_connect(endpoint: &str) -> Result<h2::client::SendRequest<Bytes>, String> {
     let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
     let tcp = tokio::net::TcpStream::connect(authority)
@@ -285,10 +314,12 @@ impl Conn {
                     let ep = Endpoint::from_shared(endpoint.to_string())
                         .map_err(|e| error_chain(&e))?
                         .connect_timeout(connect_timeout)
-                        .tcp_nodelay(true)
                         .initial_stream_window_size(1 << 20)
                         .initial_connection_window_size(16 << 20);
-                    let ch = ep.connect().await.map_err(|e| error_chain(&e))?;
+                    let ch = ep
+                        .connect_with_connector(CopyingConnector)
+                        .await
+                        .map_err(|e| error_chain(&e))?;
                     Ok(Conn::Tonic(ch))
                 }
                 Transport::H2 => {
