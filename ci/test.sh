@@ -3,7 +3,7 @@
 # pytest. Benchmarks are separate: `pytest benchmarks --benchmark-only`.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-apt_install strace
+apt_install strace etcd-server etcd-client
 python_setup
 
 log "cargo fmt --check"

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod codec;
+pub mod etcdpb;
 pub mod front;
 pub mod peer;
 pub mod runtime;

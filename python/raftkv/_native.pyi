@@ -349,3 +349,134 @@ def encode_peer_frame(body: bytes, kind: int = 4) -> bytes:
 
 def encode_peer_hello(cluster_id: int, member_id: int, to: int = 0) -> bytes:
     """The hello frame a dialer sends first (for tests and tools)."""
+
+# ---------------------------------------------------------------------------------------
+# Load generator (native/src/bench, `raftkv bench`)
+# ---------------------------------------------------------------------------------------
+
+from collections.abc import Callable as _Callable  # noqa: E402
+from typing import NotRequired as _NotRequired  # noqa: E402
+
+class BenchOptions(TypedDict):
+    """The options a run used, normalized (endpoints as ``http://host:port``)."""
+
+    endpoints: list[str]
+    conns: int
+    clients: int
+    total: int | None
+    duration_s: float | None
+    key_size: int
+    value_size: int
+    key_space: int
+    key_prefix: str
+    sequential_keys: bool
+    seed: int
+    workload: str
+    """The mix as ``name:weight,...``, e.g. ``range:90,put:10``."""
+    consistency: str
+    """``l`` (linearizable) or ``s`` (serializable) ranges."""
+    rate: float | None
+    warmup_s: float
+    timeout_s: float
+    threads: int
+    transport: str
+
+class BenchOpCount(TypedDict):
+    ok: int
+    errors: int
+
+class BenchTxnCount(TypedDict):
+    succeeded: int
+    failed: int
+
+class BenchLatency(TypedDict):
+    """Latency of successful calls, in milliseconds (about 3% resolution)."""
+
+    count: int
+    mean: float
+    min: float
+    p50: float
+    p90: float
+    p99: float
+    p99_9: float
+    max: float
+
+class BenchHistogramRow(TypedDict):
+    le_ms: float
+    """Upper bound of the row; calls above the previous row's bound and up to this one."""
+    count: int
+
+class BenchCpu(TypedDict):
+    """CPU time of the whole generating process (getrusage) over the measured phase."""
+
+    user_s: float
+    sys_s: float
+    total_s: float
+    us_per_op: float
+    cores: float
+    """``total_s / elapsed_s``."""
+
+class BenchReport(TypedDict):
+    options: BenchOptions
+    ops: int
+    """Measured calls completed: ``ok + errors``."""
+    ok: int
+    errors: int
+    elapsed_s: float
+    ops_per_s: float
+    """Successful calls per second."""
+    errors_by_code: dict[str, int]
+    """Failed calls by canonical gRPC code name (``UNAVAILABLE``, ``DEADLINE_EXCEEDED``...)."""
+    error_messages: dict[str, str]
+    """The first message seen for each code in ``errors_by_code``."""
+    per_op: dict[str, BenchOpCount]
+    txn: _NotRequired[BenchTxnCount]
+    """Present when the workload has txn calls."""
+    latency_ms: BenchLatency
+    histogram: list[BenchHistogramRow]
+    cpu: BenchCpu
+    warmup_ops: int
+    interrupted: bool
+
+def run_bench(
+    endpoints: list[str],
+    *,
+    conns: int = 1,
+    clients: int = 1,
+    total: int | None = None,
+    duration: float | None = None,
+    key_size: int = 8,
+    value_size: int = 256,
+    key_space: int = 100_000,
+    key_prefix: str = "",
+    sequential: bool = False,
+    seed: int = 1,
+    workload: str = "put",
+    consistency: str = "l",
+    rate: float | None = None,
+    warmup: float = 0.0,
+    timeout: float = 10.0,
+    connect_timeout: float = 3.0,
+    threads: int = 1,
+    transport: str = "h2",
+    progress: _Callable[[int, int, float, bool], object] | None = None,
+) -> BenchReport:
+    """Drive an etcd v3 gRPC endpoint with load and report what happened.
+
+    ``conns`` HTTP/2 connections go round-robin over ``endpoints`` (``host:port`` or
+    ``http://host:port``); ``clients`` tasks each keep one call in flight. The run ends after
+    ``total`` measured calls or ``duration`` seconds, whichever comes first (at least one is
+    required). Keys are ``key_prefix`` plus the zero-padded decimal key number, ``key_size``
+    bytes in all, numbers uniform over ``key_space`` (seeded by ``seed``) or sequential.
+    ``workload`` is ``put``, ``range``, ``txn`` or a weighted mix like ``range:90,put:10``;
+    a txn compares ``mod_revision(key) < 2**62`` and puts the key. ``rate`` caps calls/s
+    over all clients; ``warmup`` seconds of load come first and count in no figure.
+
+    Each connection is probed with one serializable range first: an endpoint that refuses,
+    does not answer within ``connect_timeout``, or answers with an error raises
+    ``ConnectionError`` at once. Bad options raise ``ValueError``. The GIL is released while
+    the run goes; ``progress(done, errors, elapsed_s, measuring)`` is called about ten times a
+    second. KeyboardInterrupt (or an exception from ``progress``) stops the run and is
+    re-raised. ``threads`` sizes the generator's own tokio runtime; ``transport`` is ``h2``
+    (hand-framed gRPC on the h2 crate, the cheaper one) or ``tonic``.
+    """

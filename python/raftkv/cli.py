@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvloop
 
-from raftkv import __version__, walbench
+from raftkv import __version__, bench, walbench
 from raftkv.progress import ProgressBar
 from raftkv.wal import AsyncWal
 
@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--per-appender", type=int, default=500)
     demo.add_argument("--value-size", type=int, default=256)
 
+    bench.add_parser(sub)
+
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        return bench.run(args)
     if args.command == "demo":
         for name in ("batches", "batch", "appenders", "per_appender", "value_size"):
             if getattr(args, name) < 1:

@@ -1,0 +1,103 @@
+"""Start and stop a real etcd (Debian's etcd-server) for tests, on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+READY_DEADLINE_S = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Etcd:
+    """One running single-member etcd."""
+
+    proc: subprocess.Popen[bytes]
+    endpoint: str
+    ports: tuple[int, int]
+    data_dir: Path
+    log_path: Path
+
+    def ctl(self, *args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
+        """Run etcdctl against this member (v3 API); raises on a non-zero exit."""
+        return subprocess.run(
+            ["etcdctl", f"--endpoints={self.endpoint}", "--command-timeout=5s", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+            env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+        )
+
+    def count(self, prefix: str) -> int:
+        """How many keys start with ``prefix`` (a linearizable range)."""
+        out = self.ctl("get", prefix, "--prefix", "--limit=1", "-w", "json").stdout
+        n: int = json.loads(out).get("count", 0)  # etcdctl omits a zero count
+        return n
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def start_etcd(base: Path, ports: tuple[int, int] | None = None) -> Etcd:
+    """Start etcd in ``base`` (reusing its data if any) on ``ports`` (client, peer; default:
+    free ones) and wait (bounded) until it commits a proposal."""
+    etcd = shutil.which("etcd")
+    if etcd is None or shutil.which("etcdctl") is None:
+        raise RuntimeError("etcd/etcdctl not found (apt-get install etcd-server etcd-client)")
+    client, peer = ports or (free_port(), free_port())
+    data_dir = base / "etcd-data"
+    log_path = base / "etcd.log"
+    endpoint = f"127.0.0.1:{client}"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [
+                etcd,
+                "--name=t1",
+                f"--data-dir={data_dir}",
+                f"--listen-client-urls=http://{endpoint}",
+                f"--advertise-client-urls=http://{endpoint}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=t1=http://127.0.0.1:{peer}",
+                "--initial-cluster-state=new",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    e = Etcd(proc, endpoint, (client, peer), data_dir, log_path)
+    deadline = time.monotonic() + READY_DEADLINE_S
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"etcd exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+            )
+        try:
+            # `endpoint health` succeeds only once the member has a leader and commits.
+            e.ctl("endpoint", "health", "--dial-timeout=1s", timeout=5)
+            return e
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as err:
+            last = str(getattr(err, "stderr", "") or err)
+        time.sleep(0.05)  # poll interval, not synchronisation: readiness is the health check
+    e.stop()
+    raise RuntimeError(f"etcd not healthy within {READY_DEADLINE_S}s: {last}")
