@@ -16,11 +16,18 @@ import uvloop
 from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2
 
 PUT = "/etcdserverpb.KV/Put"
+RANGE = "/etcdserverpb.KV/Range"
 EMPTY_PUT_RESPONSE: bytes = rpc_pb2.PutResponse().SerializeToString()
+EMPTY_RANGE_RESPONSE: bytes = rpc_pb2.RangeResponse().SerializeToString()
 
 
 async def put(request: bytes, meta: dict[str, str] | None) -> bytes:
     return EMPTY_PUT_RESPONSE
+
+
+async def range_(request: bytes, meta: dict[str, str] | None) -> bytes:
+    """Answers the load generator's connection probe."""
+    return EMPTY_RANGE_RESPONSE
 
 
 async def wait_for_stdin_eof() -> None:
@@ -32,7 +39,7 @@ async def serve_native(port: int) -> None:
     from raftkv._native import Front
     from raftkv.front import FrontServer
 
-    server = FrontServer(Front([f"127.0.0.1:{port}"]), {PUT: put})
+    server = FrontServer(Front([f"127.0.0.1:{port}"]), {PUT: put, RANGE: range_})
     print(f"ready {server.addresses[0]}", flush=True)
     await wait_for_stdin_eof()
     await server.close()
@@ -44,9 +51,16 @@ async def serve_grpcio(port: int) -> None:
     async def handler(request: bytes, context: object) -> bytes:
         return EMPTY_PUT_RESPONSE
 
+    async def range_handler(request: bytes, context: object) -> bytes:
+        return EMPTY_RANGE_RESPONSE
+
     server = grpc.aio.server()
     generic = grpc.method_handlers_generic_handler(
-        "etcdserverpb.KV", {"Put": grpc.unary_unary_rpc_method_handler(handler)}
+        "etcdserverpb.KV",
+        {
+            "Put": grpc.unary_unary_rpc_method_handler(handler),
+            "Range": grpc.unary_unary_rpc_method_handler(range_handler),
+        },
     )
     server.add_generic_rpc_handlers((generic,))
     bound = server.add_insecure_port(f"127.0.0.1:{port}")

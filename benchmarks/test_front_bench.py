@@ -21,6 +21,7 @@ from raftkv._native import run_bench
 ROOT = Path(__file__).resolve().parents[1]
 CALLS = 200_000
 CLIENTS = 256
+CONNS = 8
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -54,10 +55,11 @@ def server(kind: str) -> Iterator[tuple[str, int]]:
 def drive(kind: str) -> dict[str, float]:
     with server(kind) as (address, pid):
         # warm the connections and the server up, outside the measurement
-        run_bench(endpoints=[address], clients=CLIENTS, total=20_000, workload="put")
+        run_bench(endpoints=[address], conns=CONNS, clients=CLIENTS, total=20_000)
         before = _cpu_seconds(pid)
         result = run_bench(
             endpoints=[address],
+            conns=CONNS,
             clients=CLIENTS,
             total=CALLS,
             key_size=8,
@@ -66,14 +68,14 @@ def drive(kind: str) -> dict[str, float]:
             workload="put",
         )
         server_cpu = _cpu_seconds(pid) - before
-    ops = float(result["ops"])
+    ops = float(result["ok"])
     assert result["errors"] == 0, result
     return {
-        "calls/s": float(result["ops_per_sec"]),
+        "calls/s": float(result["ops_per_s"]),
         "p50_ms": float(result["latency_ms"]["p50"]),
         "p99_ms": float(result["latency_ms"]["p99"]),
         "server_us/call": server_cpu / ops * 1e6,
-        "loadgen_us/call": float(result["cpu_us_per_op"]),
+        "loadgen_us/call": float(result["cpu"]["us_per_op"]),
     }
 
 
