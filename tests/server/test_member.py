@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -26,10 +27,12 @@ class Recorder:
         self.applied_index = 0
         self.log: list[tuple[int, bytes]] = []
 
-    def apply(self, raft_index: int, requests: list[tuple[int, bytes]]) -> list[object]:
+    def apply(
+        self, raft_index: int, requests: Sequence[tuple[int, bytes]]
+    ) -> Sequence[bytes | GrpcError]:
         assert raft_index > self.applied_index
         self.applied_index = raft_index
-        out: list[object] = []
+        out: list[bytes | GrpcError] = []
         for kind, payload in requests:
             self.log.append((kind, payload))
             out.append(len(self.log).to_bytes(8, "big"))

@@ -9,10 +9,11 @@ apply committed entries to the state machine in one batch, release reads, ``adva
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import count
 from typing import Protocol
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 # proposer member id, request id, request kind; then the request's protobuf bytes
 _PROPOSAL = struct.Struct("<QQB")
 
+KIND_PUBLISH = 200
+"""A member publishes its name and client URLs (JSON), as etcd does after it starts."""
+
 ERR_NO_LEADER = GrpcError(StatusCode.UNAVAILABLE, "etcdserver: no leader")
 ERR_TIMEOUT = GrpcError(StatusCode.UNAVAILABLE, "etcdserver: request timed out")
 ERR_STOPPED = GrpcError(StatusCode.UNAVAILABLE, "etcdserver: server stopped")
@@ -56,7 +60,9 @@ class StateMachine(Protocol):
     @property
     def applied_index(self) -> int: ...
 
-    def apply(self, raft_index: int, requests: list[tuple[int, bytes]]) -> list[object]:
+    def apply(
+        self, raft_index: int, requests: Sequence[tuple[int, bytes]]
+    ) -> Sequence[bytes | GrpcError]:
         """Apply requests in one atomic batch recording ``raft_index``; one result each:
         response bytes or a GrpcError."""
         ...
@@ -317,6 +323,7 @@ class Member:
         unpack = _PROPOSAL.unpack_from
         size = _PROPOSAL.size
         my_id = self.id
+        waiters = self._waiters
         for e in entries:
             if e.index <= applied:
                 continue
@@ -327,12 +334,17 @@ class Member:
             if not e.data:
                 continue  # a new leader's empty entry
             proposer, req_id, kind = unpack(e.data)
+            if kind == KIND_PUBLISH:
+                self._apply_publish(e.data[size:])
+                fut = waiters.pop(req_id, None) if proposer == my_id else None
+                if fut is not None and not fut.done():
+                    fut.set_result(b"")
+                continue
             requests.append((kind, e.data[size:]))
             owners.append(req_id if proposer == my_id else 0)
         if not last:
             return
         results = self.sm.apply(last, requests)
-        waiters = self._waiters
         for req_id, result in zip(owners, results, strict=True):
             if req_id:
                 fut = waiters.pop(req_id, None)
@@ -343,6 +355,31 @@ class Member:
                         fut.set_result(result)
         for cb in self.on_apply:
             cb(last)
+
+    def _apply_publish(self, data: bytes) -> None:
+        try:
+            doc = json.loads(data)
+            info = self.members.get(int(doc["id"]))
+            if info is not None:
+                info.name = str(doc["name"])
+                info.client_urls = [str(u) for u in doc["client_urls"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed member attribute update")
+
+    async def publish(self) -> None:
+        """Tell the cluster our name and client URLs (retried until it commits)."""
+        doc = {
+            "id": self.id,
+            "name": self.config.name,
+            "client_urls": list(self.config.advertise_client_urls),
+        }
+        data = json.dumps(doc).encode()
+        while not self._stopped:
+            try:
+                await self.propose(KIND_PUBLISH, data)
+                return
+            except GrpcError:
+                await asyncio.sleep(self.config.election_timeout_ms / 1000)
 
     def _apply_conf_change(self, e: Entry) -> None:
         try:
