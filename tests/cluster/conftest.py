@@ -13,7 +13,7 @@ from tests.cluster.harness import Cluster
 
 def _require(tool: str) -> None:
     if shutil.which(tool) is None:
-        raise RuntimeError(f"{tool} not found: ci/test.sh installs it (apt-get install etcd-client)")
+        raise RuntimeError(f"{tool} not found: ci/test.sh installs it (etcd-client)")
 
 
 @pytest.fixture(scope="module")
