@@ -164,7 +164,7 @@ class Cluster:
         st = self.statuses(nodes)
         if len(st) != len(nodes):
             return None
-        leaders = {s["leader"] for s in st.values()}
+        leaders = {s.get("leader", 0) for s in st.values()}  # json omits zero fields
         if len(leaders) != 1 or 0 in leaders:
             return None
         lead = leaders.pop()
