@@ -116,7 +116,8 @@ def test_three_members_replicate_in_the_same_order(tmp_path: Path) -> None:
 def test_restart_keeps_the_log_and_a_lagging_member_catches_up(tmp_path: Path) -> None:
     async def main() -> None:
         cfgs = configs(tmp_path)
-        members = [Member(c, Recorder()) for c in cfgs]
+        # a small in-memory window: the lagging member is served from the leader's WAL
+        members = [Member(c, Recorder(), memory_window=20) for c in cfgs]
         try:
             leader = await leader_of(members)
             await asyncio.gather(*(leader.propose(1, b"a%d" % i) for i in range(50)))
@@ -128,7 +129,8 @@ def test_restart_keeps_the_log_and_a_lagging_member_catches_up(tmp_path: Path) -
             await asyncio.gather(*(leader.propose(1, b"b%d" % i) for i in range(300)))
             # the member comes back with a fresh state machine: it replays the log and
             # receives what it missed
-            members[idx] = Member(cfgs[idx], Recorder())
+            assert leader.raftlog.memory_first > 100, "the leader trimmed its memory"
+            members[idx] = Member(cfgs[idx], Recorder(), memory_window=20)
             await applied_everywhere(members, 350)
             logs = [m.sm.log for m in members]  # type: ignore[attr-defined]
             assert logs[0] == logs[1] == logs[2]

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 # proposer member id, request id, request kind; then the request's protobuf bytes
 _PROPOSAL = struct.Struct("<QQB")
 
+MEMORY_WINDOW = 10_000
+"""Log entries kept in memory behind the applied index; older ones are read from the WAL."""
+
 KIND_PUBLISH = 200
 """A member publishes its name and client URLs (JSON), as etcd does after it starts."""
 
@@ -85,9 +88,11 @@ class Member:
         config: MemberConfig,
         state_machine: StateMachine,
         request_timeout: float | None = None,
+        memory_window: int = MEMORY_WINDOW,
     ) -> None:
         config.validate()
         self.config = config
+        self.memory_window = memory_window
         self.sm = state_machine
         ids = config.member_ids()
         self.id = ids[config.name]
@@ -345,6 +350,8 @@ class Member:
         if not last:
             return
         results = self.sm.apply(last, requests)
+        if self.raftlog.memory_entries() > 2 * self.memory_window:
+            self.raftlog.trim_memory(last - self.memory_window)
         for req_id, result in zip(owners, results, strict=True):
             if req_id:
                 fut = waiters.pop(req_id, None)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from raftkv._native import Wal
 from raftkv.raft import (
+    CompactedError,
     ConfState,
     Entry,
     HardState,
@@ -22,6 +23,7 @@ from raftkv.raft import (
     Snapshot,
     SnapshotMeta,
 )
+from raftkv.raft.log import limit_size
 from raftkv.server.wire import entries_to_records, records_to_entries
 
 SNAPSHOT_META = "snapshot.json"
@@ -103,6 +105,52 @@ class DurableLog(MemoryStorage):
     def compact(self, index: int) -> None:
         MemoryStorage.compact(self, index)
         self.wal.release_before(index + 1)
+
+    # --- a bounded window in memory; older entries are read back from the WAL ---------------
+
+    @property
+    def memory_first(self) -> int:
+        """First index held in memory (older ones come from the WAL)."""
+        return self._ents[0].index + 1
+
+    def memory_entries(self) -> int:
+        return len(self._ents) - 1
+
+    def first_index(self) -> int:
+        return self._snap.meta.index + 1
+
+    def trim_memory(self, keep_from: int) -> None:
+        """Drop entries before ``keep_from`` from memory (they stay in the WAL). Only
+        applied entries may be trimmed: they can never be overwritten."""
+        off = self._ents[0].index
+        if keep_from <= off + 1 or keep_from > self.last_index() + 1:
+            return
+        pos = keep_from - 1 - off
+        head = self._ents[pos]
+        self._ents = [Entry(head.index, head.term), *self._ents[pos + 1 :]]
+
+    def term(self, index: int) -> int:
+        off = self._ents[0].index
+        snap = self._snap.meta
+        if index >= off or index <= snap.index:
+            return MemoryStorage.term(self, index) if index >= off else self._snap_term(index)
+        return self.wal.term(index)
+
+    def _snap_term(self, index: int) -> int:
+        if index == self._snap.meta.index:
+            return self._snap.meta.term
+        raise CompactedError(index)
+
+    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        off = self._ents[0].index
+        if lo > off:
+            return MemoryStorage.entries(self, lo, hi, max_bytes)
+        if lo <= self._snap.meta.index:
+            raise CompactedError(lo)
+        old = records_to_entries(self.wal.read(lo, min(hi, off + 1), max_bytes))
+        if hi > off + 1 and len(old) == off + 1 - lo:
+            old.extend(MemoryStorage.entries(self, off + 1, hi, max_bytes))
+        return limit_size(old, max_bytes)
 
     def close(self) -> None:
         self.wal.close()
