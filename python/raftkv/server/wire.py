@@ -31,13 +31,36 @@ class WireError(ValueError):
     """Bytes that are not a valid Raft message."""
 
 
+# Encoded slices of the log by (first index, last index, last term). By Raft's log matching
+# property that triple identifies the slice's contents, so an entry is encoded once and the
+# same bytes go to the WAL and to every follower (and a follower persists what it received).
+_encoded: dict[tuple[int, int, int], bytes] = {}
+_ENCODED_MAX = 256
+
+
+def _remember(key: tuple[int, int, int], data: bytes) -> None:
+    if len(_encoded) >= _ENCODED_MAX:
+        _encoded.clear()
+    _encoded[key] = data
+
+
 def entries_to_records(entries: list[Entry]) -> bytes:
-    return encode_entries([(e.index, e.term, int(e.entry_type), e.data) for e in entries])
+    last = entries[-1]
+    key = (entries[0].index, last.index, last.term)
+    data = _encoded.get(key)
+    if data is None:
+        data = encode_entries([(e.index, e.term, int(e.entry_type), e.data) for e in entries])
+        _remember(key, data)
+    return data
 
 
 def records_to_entries(data: bytes) -> list[Entry]:
     etypes = _ETYPES
-    return [Entry(i, t, etypes[et], d) for i, t, et, d in decode_entries(data)]
+    entries = [Entry(i, t, etypes[et], d) for i, t, et, d in decode_entries(data)]
+    if entries:
+        last = entries[-1]
+        _remember((entries[0].index, last.index, last.term), data)
+    return entries
 
 
 def encode_message(m: Message) -> bytes:

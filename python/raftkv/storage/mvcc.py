@@ -167,6 +167,7 @@ class MvccStore:
         self._kv_h = self._db.get_column_family_handle(KV_CF)
         self._meta_h = self._db.get_column_family_handle(META_CF)
         self._wopts = WriteOptions()
+        self._kvmsg = _KeyValue()  # reused to serialize stored values
         self._wb: WriteBatch | None = None
         self._pending: dict[bytes, bytes] = {}
         self._broken = False
@@ -189,18 +190,22 @@ class MvccStore:
     # ------------------------------------------------------------------ lifecycle
 
     def _restore_index(self) -> None:
-        index = self._index
+        keys: dict[bytes, KeyIndex] = {}
         parse = _KeyValue.FromString
         top = 0
         for k, v in _items(self._kv):
             rev, tomb = parse_key(k)
             kv = parse(v)
-            ki = index.get(kv.key) or index.create(kv.key)
+            key = kv.key
+            ki = keys.get(key)
+            if ki is None:
+                ki = keys[key] = KeyIndex(key)
             if tomb:
                 ki.tombstone(rev)
             else:
                 ki.restore(rev, kv.create_revision, kv.version, kv.lease)
             top = rev
+        self._index.bulk_load(keys)
         self._rev = max(self._rev, top >> SUB_BITS)
 
     def close(self) -> None:
@@ -261,7 +266,7 @@ class MvccStore:
 
     def __len__(self) -> int:
         """Number of keys that exist now."""
-        return sum(1 for ki in self._index if ki.alive())
+        return sum(1 for ki in self._index if ki.rev)
 
     def db_size(self) -> int:
         """Approximate bytes used by the database (SST files and memtables, all families)."""
@@ -327,15 +332,15 @@ class MvccStore:
         return results
 
     def _write_put(self, ki: KeyIndex, value: bytes, lease: int, rev: int) -> None:
-        created, ver = ki.put(rev, lease)
-        kvb = _KeyValue(
-            key=ki.key,
-            create_revision=created,
-            mod_revision=rev >> SUB_BITS,
-            version=ver,
-            value=value,
-            lease=lease,
-        ).SerializeToString()
+        ki.put(rev, lease)
+        m = self._kvmsg
+        m.key = ki.key
+        m.create_revision = ki.created
+        m.mod_revision = rev >> SUB_BITS
+        m.version = ki.ver
+        m.value = value
+        m.lease = lease
+        kvb: bytes = m.SerializeToString()
         k = rev_key(rev)
         self._wb.put(k, kvb, self._kv_h)  # type: ignore[union-attr]
         self._pending[k] = kvb
@@ -355,10 +360,8 @@ class MvccStore:
         value = req.value
         prev: bytes | None = None
         if req.ignore_value or req.ignore_lease or req.prev_kv:
-            if ki is not None:
-                g = ki.gens[-1]
-                if g.revs:
-                    prev = self._value(g.revs[-1])
+            if ki is not None and ki.rev:
+                prev = self._value(ki.rev)
             if req.ignore_value or req.ignore_lease:
                 if prev is None or ki is None:
                     return errors.KEY_NOT_FOUND.exc()
@@ -371,12 +374,13 @@ class MvccStore:
         main = self._rev + 1
         self._write_put(ki, value, lease, main << SUB_BITS)
         self._rev = main
-        resp = _PutResponse()
-        resp.header.revision = main
         if prev is not None and req.prev_kv:
+            resp = _PutResponse()
+            resp.header.revision = main
             resp.prev_kv.MergeFromString(prev)
-        out: bytes = resp.SerializeToString()
-        return out
+            out: bytes = resp.SerializeToString()
+            return out
+        return _revision_only(main)
 
     def _apply_delete_range(self, payload: bytes) -> ApplyResult:
         req = _DeleteRangeRequest.FromString(payload)
@@ -457,9 +461,9 @@ class MvccStore:
         append = rows.append
         if at >= cur:
             for ki in kis:
-                g = ki.gens[-1]
-                if g.revs:
-                    append((g.revs[-1], g.created, g.ver, ki))
+                rev = ki.rev
+                if rev:
+                    append((rev, ki.created, ki.ver, ki))
         else:
             for ki in kis:
                 got = ki.get(at)
@@ -621,7 +625,7 @@ class MvccStore:
         p = op.request_put
         if p.ignore_value or p.ignore_lease:
             ki = self._index.get(p.key)
-            if ki is None or not ki.alive():
+            if ki is None or not ki.rev:
                 raise errors.KEY_NOT_FOUND.exc()
         if p.lease and not self.lease_exists(p.lease):
             raise errors.LEASE_NOT_FOUND.exc()
@@ -664,10 +668,8 @@ class MvccStore:
         lease = p.lease
         prev: bytes | None = None
         if p.ignore_value or p.ignore_lease or p.prev_kv:
-            if ki is not None:
-                g = ki.gens[-1]
-                if g.revs:
-                    prev = self._value(g.revs[-1])
+            if ki is not None and ki.rev:
+                prev = self._value(ki.rev)
             if prev is not None and ki is not None:
                 if p.ignore_value:
                     value = _KeyValue.FromString(prev).value
@@ -732,6 +734,17 @@ class MvccStore:
             for k, v in _items(cf):
                 h = crc(v, crc(k, h))
         return h
+
+
+def _revision_only(revision: int) -> bytes:
+    """A serialized response holding only ``header.revision`` (PutResponse's common case)."""
+    n = revision
+    body = bytearray(b"\x18")
+    while n >= 0x80:
+        body.append((n & 0x7F) | 0x80)
+        n >>= 7
+    body.append(n)
+    return b"\x0a" + bytes((len(body),)) + bytes(body)
 
 
 def _compare_fields(c: rpc_pb2.Compare, created: int, mod: int, ver: int, lease: int) -> int:
