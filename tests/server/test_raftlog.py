@@ -49,3 +49,14 @@ def test_snapshot_index_is_compacted(tmp_path: Path) -> None:
         log.entries(5, 8, 1 << 20)
     assert log.term(10) == 1
     log.close()
+
+
+def test_restart_loads_only_a_window_into_memory(tmp_path: Path) -> None:
+    log = DurableLog(tmp_path)
+    log.wal.wait(log.persist(ents(1, 501), HardState(1, 0, 500)))
+    log.close()
+    again = DurableLog(tmp_path, memory_window=100)
+    assert again.memory_first == 401
+    assert again.first_index() == 1 and again.last_index() == 500
+    assert [e.index for e in again.entries(1, 501, 1 << 30)] == list(range(1, 501))
+    again.close()

@@ -118,7 +118,7 @@ class Member:
         self._leader_waiters: list[asyncio.Future[None]] = []
         self.on_apply: list[Callable[[int], None]] = []
 
-        self.raftlog = DurableLog(config.data_dir / "member")
+        self.raftlog = DurableLog(config.data_dir / "member", memory_window)
         self.wal = AsyncWal(self.raftlog.wal, self._loop)
         if self.raftlog.is_empty:
             self._bootstrap(sorted(ids.values()))
@@ -129,6 +129,8 @@ class Member:
             heartbeat_tick=1,
             pre_vote=True,
             check_quorum=True,
+            # replay after a restart in bounded steps, not one Ready with the whole log
+            max_committed_size_per_ready=8 << 20,
         )
         self.core = RaftCore(cfg, self.raftlog, random.Random(self.id ^ hs.term), hs)
         peers = {

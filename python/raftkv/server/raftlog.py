@@ -56,7 +56,7 @@ class DurableLog(MemoryStorage):
 
     __slots__ = ("_dir", "wal")
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, memory_window: int = 10_000) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._dir = directory
         meta = _load_snapshot_meta(directory / SNAPSHOT_META)
@@ -64,8 +64,12 @@ class DurableLog(MemoryStorage):
         self.wal = Wal(directory / "wal")
         first = max(self.wal.first_index, meta.index + 1)
         last = self.wal.last_index
-        if last >= first:
-            MemoryStorage.append(self, records_to_entries(self.wal.read(first, last + 1)))
+        # Only the newest entries go to memory; older ones are read from the WAL on demand.
+        start = max(first, last - memory_window + 1)
+        if start > first:
+            self._ents = [Entry(start - 1, self.wal.term(start - 1))]
+        if last >= start:
+            MemoryStorage.append(self, records_to_entries(self.wal.read(start, last + 1)))
 
     @property
     def is_empty(self) -> bool:
