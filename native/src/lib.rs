@@ -7,6 +7,7 @@ pub mod bench;
 pub mod codec;
 pub mod etcdpb;
 pub mod front;
+pub mod logwindow;
 pub mod peer;
 pub mod runtime;
 pub mod wal;

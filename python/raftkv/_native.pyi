@@ -480,3 +480,42 @@ def run_bench(
     re-raised. ``threads`` sizes the generator's own tokio runtime; ``transport`` is ``h2``
     (hand-framed gRPC on the h2 crate, the cheaper one) or ``tonic``.
     """
+
+# --- Log window -------------------------------------------------------------------------
+
+class LogCompactedError(LookupError):
+    """The index is before the log window."""
+
+class LogUnavailableError(LookupError):
+    """The index is after the last entry."""
+
+class LogWindow:
+    """The newest Raft log entries in memory, kept as encoded records (the codec's bytes).
+
+    Holds entries ``first_index ..= last_index`` and the term of ``first_index - 1``; term
+    lookups and byte-limited slices never decode payloads. Older entries live in the WAL.
+    """
+
+    def __init__(self, first: int = 1, prev_term: int = 0) -> None: ...
+    @property
+    def first_index(self) -> int: ...
+    @property
+    def last_index(self) -> int:
+        """``first_index - 1`` when empty."""
+    @property
+    def byte_size(self) -> int: ...
+    def __len__(self) -> int: ...
+    def term(self, index: int) -> int:
+        """Term of ``index`` (``first_index - 1`` included); LogCompactedError before the
+        window, LogUnavailableError after the last entry."""
+    def append(self, records: bytes) -> None:
+        """Append consecutive encoded entries; an index already present replaces it and
+        everything after it; entries before the window are skipped; a gap raises ValueError
+        and damaged records CodecError (nothing changes then)."""
+    def truncate_from(self, index: int) -> None: ...
+    def compact_to(self, index: int) -> None:
+        """Drop entries before ``index``."""
+    def reset(self, first: int, prev_term: int) -> None:
+        """Empty the window; the next entry is ``first``."""
+    def slice(self, lo: int, hi: int, max_bytes: int = ...) -> bytes:
+        """Records ``[lo, hi)``, at most ``max_bytes`` of them but at least one."""

@@ -4,6 +4,7 @@ mod bench;
 mod codec;
 mod errors;
 mod front;
+mod logwindow;
 mod peer;
 mod wal;
 
@@ -14,6 +15,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     wal::register(m)?;
     front::register(m)?;
+    logwindow::register(m)?;
     peer::register(m)?;
     bench::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

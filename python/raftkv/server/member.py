@@ -203,9 +203,10 @@ class Member:
         self._kick()
 
     def _on_peer_messages(self, batch: list[tuple[int, bytes]]) -> None:
+        codec = self.raftlog.codec
         for frm, data in batch:
             try:
-                self._inbox.append(decode_message(data))
+                self._inbox.append(decode_message(data, codec))
             except WireError as exc:
                 log.warning("dropping a bad message from %x: %s", frm, exc)
         self._kick()
@@ -317,7 +318,8 @@ class Member:
 
     def _send(self, messages: list[Message]) -> None:
         if messages:
-            self.transport.send_many([(m.to, encode_message(m)) for m in messages])
+            codec = self.raftlog.codec
+            self.transport.send_many([(m.to, encode_message(m, codec)) for m in messages])
 
     def _on_soft_state(self) -> None:
         if self.core.lead != 0:
@@ -363,7 +365,7 @@ class Member:
         if not last:
             return
         results = self.sm.apply(last, requests)
-        if self.raftlog.memory_entries() > 2 * self.memory_window:
+        if self.raftlog.memory_entries() > 2 * self.memory_window and last > self.memory_window:
             self.raftlog.trim_memory(last - self.memory_window)
         for req_id, result in zip(owners, results, strict=True):
             if req_id:

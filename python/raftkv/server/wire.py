@@ -31,46 +31,64 @@ class WireError(ValueError):
     """Bytes that are not a valid Raft message."""
 
 
-# Encoded slices of the log by (first index, last index, last term). By Raft's log matching
-# property that triple identifies the slice's contents, so an entry is encoded once and the
-# same bytes go to the WAL and to every follower (and a follower persists what it received).
-_encoded: dict[tuple[int, int, int], bytes] = {}
-_ENCODED_MAX = 256
-
-
-def _remember(key: tuple[int, int, int], data: bytes) -> None:
-    if len(_encoded) >= _ENCODED_MAX:
-        _encoded.clear()
-    _encoded[key] = data
-
-
 def _encode(entries: list[Entry]) -> bytes:
     return encode_entries([(e.index, e.term, int(e.entry_type), e.data) for e in entries])
 
 
-def entries_to_records(entries: list[Entry]) -> bytes:
-    first, last = entries[0], entries[-1]
-    if first.index == 0 or last.term == 0:
-        return _encode(entries)  # forwarded proposals: no index or term yet, never cached
-    key = (first.index, last.index, last.term)
-    data = _encoded.get(key)
-    if data is None:
-        data = _encode(entries)
-        _remember(key, data)
-    return data
-
-
-def records_to_entries(data: bytes) -> list[Entry]:
+def _decode(data: bytes) -> list[Entry]:
     etypes = _ETYPES
-    entries = [Entry(i, t, etypes[et], d) for i, t, et, d in decode_entries(data)]
-    if entries and entries[0].index and entries[-1].term:
-        last = entries[-1]
-        _remember((entries[0].index, last.index, last.term), data)
-    return entries
+    return [Entry(i, t, etypes[et], d) for i, t, et, d in decode_entries(data)]
 
 
-def encode_message(m: Message) -> bytes:
-    ents = entries_to_records(m.entries) if m.entries else b""
+class EntryCodec:
+    """Entries to records and back, remembering recent encodings of one member's log.
+
+    A slice of one Raft log is identified by (first index, last index, last term) (the log
+    matching property), so an entry is encoded once and the same bytes go to the WAL and
+    to every follower, and a follower persists what it received. One instance per log:
+    two logs (two clusters in one process) must never share it.
+    """
+
+    __slots__ = ("_encoded", "_max")
+
+    def __init__(self, max_slices: int = 256) -> None:
+        self._encoded: dict[tuple[int, int, int], bytes] = {}
+        self._max = max_slices
+
+    def _remember(self, key: tuple[int, int, int], data: bytes) -> None:
+        if len(self._encoded) >= self._max:
+            self._encoded.clear()
+        self._encoded[key] = data
+
+    def encode(self, entries: list[Entry]) -> bytes:
+        first, last = entries[0], entries[-1]
+        if first.index == 0 or last.term == 0:
+            return _encode(entries)  # forwarded proposals: no index or term yet
+        key = (first.index, last.index, last.term)
+        data = self._encoded.get(key)
+        if data is None:
+            data = _encode(entries)
+            self._remember(key, data)
+        return data
+
+    def decode(self, data: bytes) -> list[Entry]:
+        entries = _decode(data)
+        if entries and entries[0].index and entries[-1].term:
+            last = entries[-1]
+            self._remember((entries[0].index, last.index, last.term), data)
+        return entries
+
+
+def entries_to_records(entries: list[Entry], codec: EntryCodec | None = None) -> bytes:
+    return codec.encode(entries) if codec else _encode(entries)
+
+
+def records_to_entries(data: bytes, codec: EntryCodec | None = None) -> list[Entry]:
+    return codec.decode(data) if codec else _decode(data)
+
+
+def encode_message(m: Message, codec: EntryCodec | None = None) -> bytes:
+    ents = entries_to_records(m.entries, codec) if m.entries else b""
     parts = [
         _HEADER.pack(
             int(m.type),
@@ -103,7 +121,7 @@ def encode_message(m: Message) -> bytes:
     return b"".join(parts)
 
 
-def decode_message(data: bytes) -> Message:
+def decode_message(data: bytes, codec: EntryCodec | None = None) -> Message:
     try:
         (
             mtype,
@@ -126,7 +144,7 @@ def decode_message(data: bytes) -> Message:
         pos += n_ents
         if len(context) != n_ctx or len(ents_bytes) != n_ents:
             raise WireError("message shorter than its header says")
-        entries = records_to_entries(ents_bytes) if n_ents else []
+        entries = records_to_entries(ents_bytes, codec) if n_ents else []
         snapshot = None
         if has_snap:
             s_index, s_term, n_voters, n_learners, n_data = _SNAP_HEADER.unpack_from(data, pos)
