@@ -177,6 +177,7 @@ class BenchOptions(TypedDict):
     timeout_s: float
     threads: int
     transport: str
+    server_pids: list[int]
 
 class BenchOpCount(TypedDict):
     ok: int
@@ -213,6 +214,14 @@ class BenchCpu(TypedDict):
     cores: float
     """``total_s / elapsed_s``."""
 
+class BenchServerCpu(TypedDict):
+    """CPU time of one ``server_pids`` process over the measured phase (None: it exited)."""
+
+    pid: int
+    cpu_s: float | None
+    us_per_op: float | None
+    cores: float | None
+
 class BenchReport(TypedDict):
     options: BenchOptions
     ops: int
@@ -232,6 +241,7 @@ class BenchReport(TypedDict):
     latency_ms: BenchLatency
     histogram: list[BenchHistogramRow]
     cpu: BenchCpu
+    servers: list[BenchServerCpu]
     warmup_ops: int
     interrupted: bool
 
@@ -256,6 +266,7 @@ def run_bench(
     connect_timeout: float = 3.0,
     threads: int = 1,
     transport: str = "h2",
+    server_pids: list[int] = ...,
     progress: _Callable[[int, int, float, bool], object] | None = None,
 ) -> BenchReport:
     """Drive an etcd v3 gRPC endpoint with load and report what happened.
@@ -275,5 +286,6 @@ def run_bench(
     the run goes; ``progress(done, errors, elapsed_s, measuring)`` is called about ten times a
     second. KeyboardInterrupt (or an exception from ``progress``) stops the run and is
     re-raised. ``threads`` sizes the generator's own tokio runtime; ``transport`` is ``h2``
-    (hand-framed gRPC on the h2 crate, the cheaper one) or ``tonic``.
+    (hand-framed gRPC on the h2 crate, the cheaper one) or ``tonic``. ``server_pids``: local
+    server processes whose CPU time over the measured phase goes into ``servers``.
     """

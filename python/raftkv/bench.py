@@ -14,7 +14,8 @@ JSON fields (see ``BenchReport`` in ``_native.pyi``): ``options`` (normalized), 
 per operation), ``txn`` (``succeeded``/``failed``, txn workloads only), ``latency_ms``
 (``count mean min p50 p90 p99 p99_9 max``, successful calls), ``histogram`` (rows of
 ``le_ms`` and ``count``), ``cpu`` (``user_s sys_s total_s us_per_op cores``: the generating
-process's CPU over the measured phase), ``warmup_ops``, ``interrupted``; plus ``version``.
+process's CPU over the measured phase), ``servers`` (``pid cpu_s us_per_op cores`` for each
+``--server-pids`` process), ``warmup_ops``, ``interrupted``; plus ``version``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ def _count(text: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return v
+
+
+def _pid_list(text: str) -> list[int]:
+    """argparse type: comma-separated process ids."""
+    try:
+        pids = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated pid list") from None
+    if any(p <= 0 for p in pids):
+        raise argparse.ArgumentTypeError("pids are positive")
+    return pids
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -119,6 +131,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["h2", "tonic"],
         default="h2",
         help="HTTP/2 client: h2 (hand-framed gRPC, cheapest; default) or tonic",
+    )
+    p.add_argument(
+        "--server-pids",
+        type=_pid_list,
+        default=[],
+        metavar="PID[,PID...]",
+        help="local server processes whose CPU use over the measured phase is reported",
     )
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-': stdout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -207,6 +226,17 @@ def format_summary(r: BenchReport) -> str:
         f"  generator    {cpu['total_s']:.2f} s CPU (user {cpu['user_s']:.2f}, sys "
         f"{cpu['sys_s']:.2f}): {cpu['us_per_op']:.1f} us/call, {cpu['cores']:.2f} cores",
     ]
+    for srv in r["servers"]:
+        if srv["cpu_s"] is None:
+            lines.append(f"  server {srv['pid']:<6} exited during the run (CPU unknown)")
+        else:
+            lines.append(
+                f"  server {srv['pid']:<6} {srv['cpu_s']:.2f} s CPU: "
+                f"{srv['us_per_op'] or 0:.1f} us/call, {srv['cores'] or 0:.2f} cores"
+            )
+    if r["servers"] and all(s["cpu_s"] is not None for s in r["servers"]):
+        total = sum(s["us_per_op"] or 0 for s in r["servers"])
+        lines.append(f"  servers      {total:.1f} us CPU per call in all")
     if len(r["per_op"]) > 1:
         parts = [f"{k} {v['ok']:,} ok/{v['errors']:,} failed" for k, v in r["per_op"].items()]
         lines.append("  per op       " + ", ".join(parts))
@@ -258,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
             connect_timeout=args.connect_timeout,
             threads=args.threads,
             transport=args.transport,
+            server_pids=args.server_pids,
             progress=progress,
         )
     except (ValueError, OverflowError) as e:

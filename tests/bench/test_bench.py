@@ -146,6 +146,7 @@ def test_json_has_the_documented_fields(
         "latency_ms",
         "histogram",
         "cpu",
+        "servers",
         "warmup_ops",
         "interrupted",
     }
@@ -161,6 +162,25 @@ def test_json_has_the_documented_fields(
     assert doc["options"]["endpoints"] == [f"http://{etcd.endpoint}"]
     assert doc["options"]["workload"] == "put"
     assert doc["errors_by_code"] == {} and doc["interrupted"] is False
+    assert doc["servers"] == []
+
+
+def test_server_cpu_is_reported(etcd: Etcd, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = bench(
+        capsys,
+        f"--endpoints={etcd.endpoint}",
+        "--total=300",
+        "--clients=8",
+        f"--server-pids={etcd.proc.pid}",
+        "--no-progress",
+    )
+    assert rc == 0
+    assert f"server {etcd.proc.pid}" in out and "us CPU per call in all" in out
+    report = run_bench([etcd.endpoint], total=300, clients=8, server_pids=[etcd.proc.pid])
+    (srv,) = report["servers"]
+    assert srv["pid"] == etcd.proc.pid
+    assert srv["cpu_s"] is not None and srv["cpu_s"] > 0
+    assert srv["us_per_op"] == pytest.approx(srv["cpu_s"] * 1e6 / 300)
 
 
 def test_duration_bounds_the_run(etcd: Etcd, capsys: pytest.CaptureFixture[str]) -> None:
@@ -257,6 +277,7 @@ def test_exception_in_progress_stops_the_run(etcd: Etcd) -> None:
         (["--rate=-5"], "rate must be a positive number"),
         (["--total=0"], "total must be at least 1"),
         (["--timeout=0"], "timeout must be more than 0"),
+        (["--server-pids=999999999"], "server pid 999999999: no such process"),
     ],
 )
 def test_bad_options_give_clear_errors(

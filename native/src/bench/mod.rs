@@ -87,6 +87,9 @@ pub struct Report {
     pub warmup_ops: u64,
     /// Stopped from outside before reaching its bound.
     pub interrupted: bool,
+    /// (pid, CPU time over the measured phase) of each `Options::server_pids` process;
+    /// None when it could not be read at the end (the process exited).
+    pub servers: Vec<(u32, Option<Duration>)>,
 }
 
 impl Report {
@@ -549,7 +552,15 @@ async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchE
         t0,
     });
 
-    let begin_measuring = |sh: &Shared| {
+    let servers_cpu = || -> Vec<Option<Duration>> {
+        opts.server_pids
+            .iter()
+            .map(|&p| options::process_cpu_of(p))
+            .collect()
+    };
+    let mut servers0 = Vec::new();
+    let mut begin_measuring = |sh: &Shared| {
+        servers0 = servers_cpu();
         let cpu = process_cpu();
         let now = Instant::now();
         *sh.measure_start.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
@@ -597,6 +608,13 @@ async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchE
     };
     let elapsed = measure_start.elapsed();
     let (cpu_u1, cpu_s1) = process_cpu();
+    let servers1 = servers_cpu();
+    let servers = opts
+        .server_pids
+        .iter()
+        .zip(servers0.iter().zip(&servers1))
+        .map(|(&pid, (a, b))| (pid, a.zip(*b).map(|(a, b)| b.saturating_sub(a))))
+        .collect();
     let interrupted = interrupted_before && {
         // A stop set by our own duration timer is the normal end, not an interruption.
         let by_timer = opts.duration.is_some_and(|d| elapsed >= d);
@@ -616,6 +634,7 @@ async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchE
         cpu_sys: cpu_s1.saturating_sub(cpu_s0),
         warmup_ops: shared.warmup_done.load(Ordering::Relaxed),
         interrupted,
+        servers,
     };
     let mut codes: Vec<(u32, u64, String)> = Vec::new();
     for r in results {

@@ -166,6 +166,8 @@ pub struct Options {
     /// Tokio worker threads for the generator (1: a single-threaded runtime).
     pub threads: usize,
     pub transport: Transport,
+    /// Server processes (on this machine) whose CPU time over the measured phase is reported.
+    pub server_pids: Vec<u32>,
 }
 
 impl Default for Options {
@@ -193,6 +195,7 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(3),
             threads: 1,
             transport: Transport::H2,
+            server_pids: Vec::new(),
         }
     }
 }
@@ -280,8 +283,30 @@ impl Options {
         if self.mix.parts.is_empty() {
             return Err("workload is empty".into());
         }
+        for &pid in &self.server_pids {
+            if process_cpu_of(pid).is_none() {
+                return Err(format!(
+                    "server pid {pid}: no such process (or /proc is unreadable)"
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// CPU time (user + system) of process `pid` so far, from `/proc/PID/stat`.
+pub fn process_cpu_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at the state (field 3);
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let tck = if tck > 0 { tck as u64 } else { 100 };
+    Some(Duration::from_secs_f64((utime + stime) as f64 / tck as f64))
 }
 
 /// `host:port` → `http://host:port`; `http://` kept; anything else is refused clearly.
@@ -386,6 +411,13 @@ mod tests {
             ..Default::default()
         };
         assert!(o.validate().unwrap_err().contains("clients"));
+        let mut o = Options {
+            total: Some(1),
+            server_pids: vec![u32::MAX],
+            ..Default::default()
+        };
+        assert!(o.validate().unwrap_err().contains("no such process"));
+        assert!(process_cpu_of(std::process::id()).is_some());
         assert_eq!(digits_for(100_000), 5);
         assert_eq!(digits_for(1), 1);
         assert_eq!(digits_for(11), 2);

@@ -76,6 +76,7 @@ fn report_dict<'py>(py: Python<'py>, opts: &Options, r: &Report) -> PyResult<Bou
     o.set_item("timeout_s", opts.timeout.as_secs_f64())?;
     o.set_item("threads", opts.threads)?;
     o.set_item("transport", opts.transport.name())?;
+    o.set_item("server_pids", opts.server_pids.clone())?;
     d.set_item("options", o)?;
 
     let secs = r.elapsed.as_secs_f64();
@@ -149,6 +150,22 @@ fn report_dict<'py>(py: Python<'py>, opts: &Options, r: &Report) -> PyResult<Bou
     )?;
     cpu.set_item("cores", if secs > 0.0 { total / secs } else { 0.0 })?;
     d.set_item("cpu", cpu)?;
+    let servers = PyList::empty(py);
+    for (pid, cpu) in &r.servers {
+        let x = PyDict::new(py);
+        let secs_cpu = cpu.map(|c| c.as_secs_f64());
+        x.set_item("pid", pid)?;
+        x.set_item("cpu_s", secs_cpu)?;
+        x.set_item(
+            "us_per_op",
+            secs_cpu
+                .filter(|_| r.ops() > 0)
+                .map(|c| c * 1e6 / r.ops() as f64),
+        )?;
+        x.set_item("cores", secs_cpu.filter(|_| secs > 0.0).map(|c| c / secs))?;
+        servers.append(x)?;
+    }
+    d.set_item("servers", servers)?;
     d.set_item("warmup_ops", r.warmup_ops)?;
     d.set_item("interrupted", r.interrupted)?;
     Ok(d)
@@ -162,7 +179,7 @@ fn report_dict<'py>(py: Python<'py>, opts: &Options, r: &Report) -> PyResult<Bou
     endpoints, *, conns=1, clients=1, total=None, duration=None, key_size=8, value_size=256,
     key_space=100_000, key_prefix="", sequential=false, seed=1, workload="put",
     consistency="l", rate=None, warmup=0.0, timeout=10.0, connect_timeout=3.0, threads=1,
-    transport="h2", progress=None
+    transport="h2", server_pids=Vec::new(), progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn run_bench<'py>(
@@ -186,6 +203,7 @@ fn run_bench<'py>(
     connect_timeout: f64,
     threads: usize,
     transport: &str,
+    server_pids: Vec<u32>,
     progress: Option<PyObject>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let serializable = match consistency {
@@ -228,6 +246,7 @@ fn run_bench<'py>(
         connect_timeout: seconds("connect timeout", connect_timeout, false)?,
         threads,
         transport,
+        server_pids,
     };
     let mut shown = opts.clone();
     shown.validate().map_err(PyValueError::new_err)?;
