@@ -64,11 +64,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "bench",
         help="etcd v3 gRPC load generator (native)",
         description=(
-            "Drive an etcd v3 gRPC endpoint (raftkv or etcd) with puts, ranges or txns and "
-            "report throughput, latency and the generator's own CPU use. The run ends after "
-            f"--total calls or --duration seconds, whichever comes first (default: --total "
-            f"{DEFAULT_TOTAL:,})."
+            "Drive an etcd v3 gRPC endpoint (raftkv or etcd) with puts, ranges or txns and\n"
+            "report throughput, latency and the generator's own CPU use. The run ends after\n"
+            "--total calls or --duration seconds, whichever comes first (default: --total\n"
+            f"{DEFAULT_TOTAL:,}). Keys are --key-prefix plus a zero-padded decimal key number,\n"
+            "--key-size bytes in all. A txn call compares mod_revision(key) < 2**62 (always\n"
+            "true), then puts the key."
         ),
+        epilog=(
+            "examples:\n"
+            "  raftkv bench put --endpoints 127.0.0.1:2379 --conns 4 --clients 256 --duration 10\n"
+            "  raftkv bench range:90,put:10 --consistency s --clients 64 --total 100000 "
+            "--json out.json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "workload",
