@@ -33,13 +33,15 @@ class Etcd:
 
     def ctl(self, *args: str, timeout: float = 10.0) -> subprocess.CompletedProcess[str]:
         """Run etcdctl against this member (v3 API); raises on a non-zero exit."""
+        etcdctl = shutil.which("etcdctl") or "etcdctl"
         return subprocess.run(
-            ["etcdctl", f"--endpoints={self.endpoint}", "--command-timeout=5s", *args],
+            [etcdctl, f"--endpoints={self.endpoint}", "--command-timeout=5s", *args],
             capture_output=True,
             text=True,
             timeout=timeout,
             check=True,
-            env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+            # etcdctl 3.4 refuses ETCDCTL_ENDPOINTS together with --endpoints: pass a clean env.
+            env={"ETCDCTL_API": "3"},
         )
 
     def count(self, prefix: str) -> int:
