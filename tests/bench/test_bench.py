@@ -381,3 +381,43 @@ def test_member_restart_mid_run_gives_errors_then_recovers(tmp_path: Path, trans
     assert set(report["errors_by_code"]) <= allowed
     assert all(report["error_messages"][c] for c in report["errors_by_code"])
     assert report["ok"] > state["restarted_ok"], "no successful call after the restart"
+
+
+def test_paused_member_gives_deadline_exceeded(tmp_path: Path) -> None:
+    """SIGSTOP etcd while calls are in flight: they end as DEADLINE_EXCEEDED after the
+    per-call timeout (not hang); after SIGCONT calls succeed again."""
+    import os
+    import signal
+
+    from tests.bench.etcd import start_etcd
+
+    e = start_etcd(tmp_path)
+    state: dict[str, float] = {}
+
+    def pause_then_resume(done: int, errors: int, elapsed: float, measuring: bool) -> None:
+        if done > 0 and "paused_at" not in state:
+            state["paused_at"] = elapsed
+            os.kill(e.proc.pid, signal.SIGSTOP)
+        elif "paused_at" in state and "resumed" not in state and errors > 0:
+            os.kill(e.proc.pid, signal.SIGCONT)
+            state["resumed"] = done - errors
+
+    try:
+        began = time.monotonic()
+        report = run_bench(
+            [e.endpoint],
+            clients=4,
+            duration=4.0,
+            timeout=0.5,
+            workload="range",
+            progress=pause_then_resume,
+        )
+        took = time.monotonic() - began
+    finally:
+        os.kill(e.proc.pid, signal.SIGCONT)
+        e.stop()
+    assert took < 15
+    assert "resumed" in state, "no call timed out while etcd was paused"
+    assert report["errors_by_code"].get("DEADLINE_EXCEEDED", 0) >= 4
+    assert "client-side timeout" in report["error_messages"]["DEADLINE_EXCEEDED"]
+    assert report["ok"] > state["resumed"], "no successful call after SIGCONT"
