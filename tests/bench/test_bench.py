@@ -266,7 +266,7 @@ def test_exception_in_progress_stops_the_run(etcd: Etcd) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--clients=0"], "clients must be 1..=100000"),
+        (["--clients=0"], "clients must be 1..=10000"),
         (["--conns=0"], "conns must be 1..=1024"),
         (["get"], 'unknown operation "get"'),
         (["put:x"], "weight must be a whole number"),
