@@ -16,7 +16,7 @@ highest durable sequence number; ``notify_fd`` is an eventfd that becomes readab
 time it advances, for event loops (see :mod:`raftkv.wal`).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from os import PathLike
 from types import TracebackType
 from typing import TypedDict
@@ -146,6 +146,209 @@ class Wal:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
+
+# --- client front ---------------------------------------------------------------------
+
+FRONT_METHODS: list[tuple[str, str]]
+"""(gRPC path, kind) for every method the front serves; kind is "unary",
+"server_stream" or "bidi". The index is the method id in events."""
+
+EV_UNARY: int
+EV_STREAM_OPEN: int
+EV_STREAM_MESSAGE: int
+EV_STREAM_HALF_CLOSE: int
+EV_STREAM_GONE: int
+EV_STREAM_WRITABLE: int
+
+FrontEvent = tuple[int, int, int, bytes | None, dict[str, str] | None]
+"""(kind, call or stream id, method id, payload, metadata)."""
+
+class FrontStats(TypedDict):
+    unary_calls: int
+    streams_opened: int
+    stream_messages_in: int
+    stream_messages_out: int
+    batches_taken: int
+    congestion_events: int
+    pending_unary: int
+    open_streams: int
+
+class Front:
+    """etcd's v3 gRPC services on tonic, serving on its own threads.
+
+    Calls and stream messages are queued as events; ``notify_fd`` (an eventfd) becomes
+    readable when the queue goes from empty to non-empty. See :mod:`raftkv.front`.
+    """
+
+    def __init__(
+        self,
+        listen: list[str],
+        *,
+        cert_pem: bytes | None = None,
+        key_pem: bytes | None = None,
+        client_ca_pem: bytes | None = None,
+        max_recv_bytes: int | None = None,
+        max_concurrent_streams: int | None = None,
+    ) -> None: ...
+    @property
+    def addresses(self) -> list[str]: ...
+    @property
+    def notify_fd(self) -> int: ...
+    def take_events(self) -> list[FrontEvent]: ...
+    def respond(self, batch: list[tuple[int, int, bytes | str]]) -> None:
+        """(call id, 0, response bytes) or (call id, gRPC code, message)."""
+    def stream_send(self, batch: list[tuple[int, bytes]]) -> list[int]:
+        """Queue stream messages; returns the ids of streams now congested."""
+    def stream_close(self, id: int, code: int = 0, message: str = "") -> None: ...
+    def stats(self) -> FrontStats: ...
+    def close(self) -> None:
+        """Stop listening; pending calls and open streams get UNAVAILABLE."""
+
+# --- Peer transport -------------------------------------------------------------------
+#
+# Framed, persistent TCP (optionally TLS) links between members. Each member listens on its
+# peer address and dials every peer it sends to; a link carries frames one way, dialer to
+# listener. Frames are ``len u32 | crc32c u32 | kind u8 | body`` (little endian); the first
+# frame on a link is a hello naming the cluster id and the dialer's member id, and a wrong
+# cluster id is refused with a reason. Messages are opaque bytes (the Raft layer's encoding).
+# Batches cross the boundary once per event-loop turn: ``send_batch`` in, ``take_received``
+# out, with ``notify_fd`` (an eventfd) readable while anything waits to be taken.
+
+PEER_FRAME_HEADER_LEN: int
+"""Bytes a frame adds to its message."""
+
+DEFAULT_PEER_MAX_FRAME: int
+"""Default largest message on a peer link (16 MiB)."""
+
+class PeerTransportError(Exception):
+    """A peer transport operation failed (listening, TLS material and the like)."""
+
+class PeerTransportClosedError(PeerTransportError):
+    """The peer transport is closed."""
+
+class PeerLinkStats(TypedDict):
+    addr: str | None
+    """Dial address; None for a member we only receive from."""
+    state: str | None
+    """``connecting``, ``connected`` or ``backoff`` (sends dropped); None if not a peer."""
+    frames_sent: int
+    bytes_sent: int
+    """Message bytes written (frame headers not counted); likewise for the others."""
+    writes: int
+    """Coalesced writes: each carries every frame queued when it started."""
+    connects: int
+    reconnects: int
+    connect_failures: int
+    disconnects: int
+    dropped_frames: int
+    dropped_bytes: int
+    queued_frames: int
+    queued_bytes: int
+    frames_received: int
+    bytes_received: int
+    inbound_connections: int
+
+class PeerTransportStats(TypedDict):
+    accepted: int
+    rejected: int
+    """Inbound connections refused at the handshake (bad hello, wrong cluster, TLS)."""
+    frame_errors: int
+    """Inbound connections closed for a garbage, corrupted or oversized frame."""
+    unknown_peer_drops: int
+    events_dropped: int
+    inbox_frames: int
+    inbox_bytes: int
+    peers: dict[int, PeerLinkStats]
+
+class PeerTransport:
+    """Links to the other members of one cluster, started at once.
+
+    Outgoing messages to one peer keep their order on a link and are never written twice;
+    when the peer is unreachable (dialing failed, waiting to retry) or its queue is full
+    they are dropped and the peer is reported by :meth:`take_unreachable`. Incoming frames
+    are delivered whole and checked (length limit, checksum); a bad frame closes only that
+    connection.
+    """
+
+    def __init__(
+        self,
+        member_id: int,
+        cluster_id: int,
+        listen: str,
+        peers: Mapping[int, str] | Iterable[tuple[int, str]] | None = None,
+        *,
+        cert_file: str | PathLike[str] | None = None,
+        key_file: str | PathLike[str] | None = None,
+        trusted_ca_file: str | PathLike[str] | None = None,
+        client_cert_auth: bool = False,
+        max_frame_size: int = ...,
+        max_queue_bytes: int = ...,
+        max_queue_frames: int = ...,
+        max_inbox_bytes: int = ...,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 2.0,
+        connect_timeout: float = 3.0,
+        handshake_timeout: float = 5.0,
+        write_timeout: float = 10.0,
+        seed: int = 0,
+    ) -> None:
+        """Listen on ``listen`` (``host:port``, port 0 for a free one) and dial ``peers``
+        (``(member_id, "host:port")``). TLS needs cert, key and trusted CA together; the
+        certificate serves and is presented as client certificate when dialing.
+
+        Queues: ``max_queue_frames``/``max_queue_bytes`` per peer (beyond them sends are
+        dropped), ``max_inbox_bytes`` received but not taken (beyond it readers pause, which
+        pushes back on the senders). Links: retries back off from ``backoff_initial`` to
+        ``backoff_max`` seconds with seeded jitter; a write not done within
+        ``write_timeout`` seconds closes the link (the peer stopped reading)."""
+    @property
+    def member_id(self) -> int: ...
+    @property
+    def cluster_id(self) -> int: ...
+    @property
+    def listen_addr(self) -> str:
+        """The bound address, ``host:port``."""
+    @property
+    def notify_fd(self) -> int:
+        """eventfd readable while received frames, unreachable peers or events wait."""
+    @property
+    def max_frame_size(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def add_peer(self, peer_id: int, addr: str) -> None: ...
+    def update_peer(self, peer_id: int, addr: str) -> None:
+        """Change a peer's address; its link reconnects there, keeping what is queued."""
+    def remove_peer(self, peer_id: int) -> None:
+        """Close the link to a peer and drop what it had queued."""
+    def peer_ids(self) -> list[int]: ...
+    def send_batch(self, items: Iterable[tuple[int, bytes]]) -> tuple[int, int]:
+        """Queue messages; returns (queued, dropped). All frames for one peer go into one
+        write. ValueError (and nothing queued) if a message exceeds ``max_frame_size``."""
+    def take_received(self) -> list[tuple[int, bytes]]:
+        """Messages received since the last call, as (from_id, bytes), in order per sender."""
+    def take_unreachable(self) -> list[int]:
+        """Peers that dropped messages or lost their link since the last call."""
+    def take_events(self) -> list[tuple[str, int, str]]:
+        """(kind, peer_id, detail) since the last call. Kinds: ``connected``,
+        ``disconnected``, ``connect_failed``, ``inbound_connected``, ``inbound_closed``,
+        ``rejected``, ``accept_failed``; peer_id is 0 when unknown (a refused handshake)."""
+    def stats(self) -> PeerTransportStats: ...
+    def close(self) -> None:
+        """Close the listener and every link and wait for their tasks. Idempotent."""
+    def __enter__(self) -> PeerTransport: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+def encode_peer_frame(body: bytes, kind: int = 4) -> bytes:
+    """One frame as it goes on the wire (for tests and tools). Kinds: 1 hello, 2 hello
+    answer, 3 refusal, 4 message."""
+
+def encode_peer_hello(cluster_id: int, member_id: int, to: int = 0) -> bytes:
+    """The hello frame a dialer sends first (for tests and tools)."""
 
 # ---------------------------------------------------------------------------------------
 # Load generator (native/src/bench, `raftkv bench`)

@@ -12,6 +12,7 @@ import uvloop
 
 from raftkv import __version__, bench, walbench
 from raftkv.progress import ProgressBar
+from raftkv.server import cli as server_cli
 from raftkv.wal import AsyncWal
 
 
@@ -71,10 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--value-size", type=int, default=256)
 
     bench.add_parser(sub)
+    server_cli.add_serve_parser(sub)
+    server_cli.add_cluster_parser(sub)
 
     args = parser.parse_args(argv)
     if args.command == "bench":
         return bench.run(args)
+    if args.command == "serve":
+        return server_cli.run_serve(args)
+    if args.command == "cluster":
+        server_cli.block_stop_signals()
+        return server_cli.run_cluster(args)
     if args.command == "demo":
         for name in ("batches", "batch", "appenders", "per_appender", "value_size"):
             if getattr(args, name) < 1:

@@ -47,11 +47,12 @@ class Role(IntEnum):
 
 @dataclass(slots=True)
 class Entry:
-    """One log entry. ``data`` is opaque to the core for NORMAL entries."""
+    """One log entry: the fields of the native codec's ``(index, term, entry_type, data)``.
+    ``data`` is opaque to the core for NORMAL entries."""
 
     index: int
     term: int
-    type: EntryType = EntryType.NORMAL
+    entry_type: EntryType = EntryType.NORMAL
     data: bytes = b""
 
 
@@ -130,7 +131,7 @@ class DroppedProposal:
     """A proposal the core did not accept. The caller should retry, ideally at ``leader_hint``."""
 
     data: bytes
-    type: EntryType
+    entry_type: EntryType
     reason: DropReason
     leader_hint: int
 

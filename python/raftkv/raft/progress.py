@@ -20,6 +20,11 @@ class ProgressState(IntEnum):
     SNAPSHOT = 2
 
 
+_PROBE = ProgressState.PROBE
+_REPLICATE = ProgressState.REPLICATE
+_SNAPSHOT = ProgressState.SNAPSHOT
+
+
 class Inflights:
     """The last index (and byte size) of each append in flight, oldest first."""
 
@@ -70,11 +75,12 @@ class Progress:
         "state",
     )
 
-    def __init__(self, next_index: int, max_inflight: int, max_inflight_bytes: int,
-                 is_learner: bool = False) -> None:
+    def __init__(
+        self, next_index: int, max_inflight: int, max_inflight_bytes: int, is_learner: bool = False
+    ) -> None:
         self.match = 0
         self.next = next_index
-        self.state = ProgressState.PROBE
+        self.state = _PROBE
         self.paused = False
         self.pending_snapshot = 0
         self.snapshot_wait = 0
@@ -83,28 +89,30 @@ class Progress:
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
 
     def __repr__(self) -> str:
-        return (f"Progress(match={self.match}, next={self.next}, state={self.state.name}, "
-                f"paused={self.paused}, inflight={len(self.inflights)})")
+        return (
+            f"Progress(match={self.match}, next={self.next}, state={self.state.name}, "
+            f"paused={self.paused}, inflight={len(self.inflights)})"
+        )
 
     def become_probe(self) -> None:
-        if self.state == ProgressState.SNAPSHOT:
+        if self.state == _SNAPSHOT:
             self.next = max(self.match + 1, self.pending_snapshot + 1)
         else:
             self.next = self.match + 1
-        self.state = ProgressState.PROBE
+        self.state = _PROBE
         self.paused = False
         self.pending_snapshot = 0
         self.inflights.reset()
 
     def become_replicate(self) -> None:
-        self.state = ProgressState.REPLICATE
+        self.state = _REPLICATE
         self.next = self.match + 1
         self.paused = False
         self.pending_snapshot = 0
         self.inflights.reset()
 
     def become_snapshot(self, index: int) -> None:
-        self.state = ProgressState.SNAPSHOT
+        self.state = _SNAPSHOT
         self.pending_snapshot = index
         self.snapshot_wait = 0
         self.paused = False
@@ -123,7 +131,7 @@ class Progress:
 
     def maybe_decr_to(self, rejected: int, match_hint: int) -> bool:
         """An append at ``rejected`` was refused: move ``next`` back (False if stale)."""
-        if self.state == ProgressState.REPLICATE:
+        if self.state == _REPLICATE:
             if rejected <= self.match:
                 return False
             self.next = self.match + 1
@@ -136,17 +144,17 @@ class Progress:
 
     def sent(self, last: int, size: int, count: int) -> None:
         """Account for an append of ``count`` entries ending at ``last``."""
-        if self.state == ProgressState.REPLICATE:
+        if self.state == _REPLICATE:
             if count:
                 self.next = last + 1
                 self.inflights.add(last, size)
-        elif self.state == ProgressState.PROBE:
+        elif self.state == _PROBE:
             self.paused = True
 
     def is_paused(self) -> bool:
         st = self.state
-        if st == ProgressState.PROBE:
+        if st == _PROBE:
             return self.paused
-        if st == ProgressState.REPLICATE:
+        if st == _REPLICATE:
             return self.inflights.full()
         return True

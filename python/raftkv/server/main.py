@@ -1,0 +1,59 @@
+"""Run one member: storage, Raft node, client front; stop cleanly on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from raftkv._native import Front
+from raftkv.front import FrontServer
+from raftkv.server.config import MemberConfig, host_port
+from raftkv.server.member import Member
+from raftkv.server.services import Services
+from raftkv.storage.mvcc import MvccStore
+
+log = logging.getLogger("raftkv")
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
+async def serve(config: MemberConfig, tls: dict[str, str | None] | None = None) -> None:
+    config.validate()
+    (config.data_dir / "member").mkdir(parents=True, exist_ok=True)
+    store = MvccStore(config.data_dir / "member" / "kv")
+    member = Member(config, store)
+    services = Services(member, store)
+    tls = tls or {}
+    front = Front(
+        [host_port(u) for u in config.listen_client_urls],
+        cert_pem=_read(tls.get("cert_file")),
+        key_pem=_read(tls.get("key_file")),
+        client_ca_pem=_read(tls.get("trusted_ca_file")) if tls.get("client_cert_auth") else None,
+        max_recv_bytes=config.max_request_bytes + 512 * 1024,
+    )
+    server = FrontServer(front, services.unary_handlers())
+    log.info(
+        "member %s (%x) of cluster %x serving clients on %s, peers on %s",
+        config.name,
+        member.id,
+        member.cluster_id,
+        ", ".join(front.addresses),
+        ", ".join(config.listen_peer_urls),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    publish = loop.create_task(member.publish())
+    try:
+        await stop.wait()
+    finally:
+        log.info("member %s stopping", config.name)
+        publish.cancel()
+        await server.close()
+        await member.stop()
+        store.close()

@@ -1,0 +1,447 @@
+"""One member: the node loop around the pure Raft core.
+
+Inputs (ticks, peer messages, client proposals and reads) are collected during a loop turn
+and fed to the core at once; each ``Ready`` is then processed in order: persist through the
+WAL (a leader sends first, in parallel with its own fsync; others wait for the sync), send,
+apply committed entries to the state machine in one batch, release reads, ``advance()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import count
+from typing import Protocol
+
+from raftkv._native import PeerTransport
+from raftkv.raft import (
+    ConfChange,
+    ConfChangeType,
+    Config,
+    DroppedProposal,
+    DroppedRead,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    RaftCore,
+    Ready,
+    Role,
+)
+from raftkv.server.config import MemberConfig, cluster_id, host_port
+from raftkv.server.raftlog import DurableLog
+from raftkv.server.wire import WireError, decode_message, encode_message
+from raftkv.status import GrpcError, StatusCode
+from raftkv.transport import AsyncPeerTransport
+from raftkv.wal import AsyncWal
+
+log = logging.getLogger(__name__)
+
+# proposer member id, request id, request kind; then the request's protobuf bytes
+_PROPOSAL = struct.Struct("<QQB")
+
+MEMORY_WINDOW = 10_000
+"""Log entries kept in memory behind the applied index; older ones are read from the WAL."""
+
+KIND_PUBLISH = 200
+"""A member publishes its name and client URLs (JSON), as etcd does after it starts."""
+
+ERR_NO_LEADER = GrpcError(StatusCode.UNAVAILABLE, "etcdserver: no leader")
+ERR_TIMEOUT = GrpcError(StatusCode.UNAVAILABLE, "etcdserver: request timed out")
+ERR_STOPPED = GrpcError(StatusCode.UNAVAILABLE, "etcdserver: server stopped")
+ERR_LEADER_CHANGED = GrpcError(StatusCode.UNAVAILABLE, "etcdserver: leader changed")
+
+
+class StateMachine(Protocol):
+    """What committed entries are applied to (MVCC storage)."""
+
+    @property
+    def applied_index(self) -> int: ...
+
+    def apply(
+        self, raft_index: int, requests: Sequence[tuple[int, bytes]]
+    ) -> Sequence[bytes | GrpcError]:
+        """Apply requests in one atomic batch recording ``raft_index``; one result each:
+        response bytes or a GrpcError."""
+        ...
+
+
+@dataclass(slots=True)
+class MemberInfo:
+    id: int
+    name: str
+    peer_urls: list[str]
+    client_urls: list[str]
+    is_learner: bool = False
+
+
+class Member:
+    """A running member. Create with :meth:`start` on a running event loop."""
+
+    def __init__(
+        self,
+        config: MemberConfig,
+        state_machine: StateMachine,
+        request_timeout: float | None = None,
+        memory_window: int = MEMORY_WINDOW,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.memory_window = memory_window
+        self.sm = state_machine
+        ids = config.member_ids()
+        self.id = ids[config.name]
+        self.cluster_id = cluster_id(list(ids.values()))
+        self.members: dict[int, MemberInfo] = {
+            mid: MemberInfo(mid, name, list(config.initial_cluster[name]), [])
+            for name, mid in ids.items()
+        }
+        self.members[self.id].client_urls = list(config.advertise_client_urls)
+        self.request_timeout = request_timeout or (5.0 + 2 * config.election_timeout_ms / 1000)
+        self._loop = asyncio.get_running_loop()
+        self._ids = count(1)
+        self._waiters: dict[int, asyncio.Future[object]] = {}
+        self._inbox: list[Message] = []
+        self._proposals: list[bytes] = []
+        self._proposal_ids: list[int] = []
+        self._reads: list[asyncio.Future[None]] = []
+        self._read_rounds: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._released_reads: list[tuple[int, list[asyncio.Future[None]]]] = []
+        self._scheduled = False
+        self._in_ready = False
+        self._stopped = False
+        self._leader_waiters: list[asyncio.Future[None]] = []
+        self.on_apply: list[Callable[[int], None]] = []
+
+        self.raftlog = DurableLog(config.data_dir / "member", memory_window)
+        self.wal = AsyncWal(self.raftlog.wal, self._loop)
+        if self.raftlog.is_empty:
+            self._bootstrap(sorted(ids.values()))
+        hs = self.raftlog.hard_state()
+        cfg = Config(
+            id=self.id,
+            election_tick=max(config.election_ticks, 2),
+            heartbeat_tick=1,
+            pre_vote=True,
+            check_quorum=True,
+            # replay after a restart in bounded steps, not one Ready with the whole log
+            max_committed_size_per_ready=8 << 20,
+        )
+        self.core = RaftCore(cfg, self.raftlog, random.Random(self.id ^ hs.term), hs)
+        peers = {
+            mid: host_port(info.peer_urls[0])
+            for mid, info in self.members.items()
+            if mid != self.id
+        }
+        self.transport = AsyncPeerTransport(
+            PeerTransport(self.id, self.cluster_id, host_port(config.listen_peer_urls[0]), peers),
+            on_receive=self._on_peer_messages,
+            on_unreachable=self._on_unreachable,
+        )
+        self._tick_handle = self._loop.call_later(self._tick_seconds, self._tick)
+
+    # --- bootstrap ---------------------------------------------------------------------
+
+    def _bootstrap(self, ids: list[int]) -> None:
+        """A new cluster's log: one committed ADD_VOTER entry per initial member."""
+        entries = [
+            Entry(i, 1, EntryType.CONF_CHANGE, ConfChange(ConfChangeType.ADD_VOTER, mid).encode())
+            for i, mid in enumerate(ids, 1)
+        ]
+        seq = self.raftlog.persist(entries, HardState(1, 0, len(ids)))
+        self.raftlog.wal.wait(seq)
+
+    # --- properties --------------------------------------------------------------------
+
+    @property
+    def _tick_seconds(self) -> float:
+        return self.config.heartbeat_interval_ms / 1000
+
+    @property
+    def leader(self) -> int:
+        return self.core.lead
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core.role == Role.LEADER
+
+    @property
+    def term(self) -> int:
+        return self.core.term
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.log.committed
+
+    @property
+    def applied_index(self) -> int:
+        return self.sm.applied_index
+
+    # --- inputs ------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        if self._stopped:
+            return
+        self._tick_handle = self._loop.call_later(self._tick_seconds, self._tick)
+        self.core.tick()
+        self._kick()
+
+    def _on_peer_messages(self, batch: list[tuple[int, bytes]]) -> None:
+        for frm, data in batch:
+            try:
+                self._inbox.append(decode_message(data))
+            except WireError as exc:
+                log.warning("dropping a bad message from %x: %s", frm, exc)
+        self._kick()
+
+    def _on_unreachable(self, peers: list[int]) -> None:
+        for peer in peers:
+            self.core.report_unreachable(peer)
+
+    def propose(self, kind: int, payload: bytes) -> asyncio.Future[object]:
+        """Replicate a request; the future gets the state machine's result once applied."""
+        fut: asyncio.Future[object] = self._loop.create_future()
+        if self._stopped:
+            fut.set_exception(ERR_STOPPED)
+            return fut
+        req_id = next(self._ids)
+        self._waiters[req_id] = fut
+        self._proposals.append(_PROPOSAL.pack(self.id, req_id, kind) + payload)
+        self._proposal_ids.append(req_id)
+        self._loop.call_later(self.request_timeout, self._expire, req_id)
+        self._kick()
+        return fut
+
+    def _expire(self, req_id: int) -> None:
+        fut = self._waiters.pop(req_id, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(ERR_TIMEOUT)
+
+    def read_barrier(self) -> asyncio.Future[None]:
+        """Resolves once this member has applied everything committed before the call
+        (ReadIndex): a linearizable read may then be served locally."""
+        fut: asyncio.Future[None] = self._loop.create_future()
+        if self._stopped:
+            fut.set_exception(ERR_STOPPED)
+            return fut
+        self._reads.append(fut)
+        self._loop.call_later(self.request_timeout, self._expire_read, fut)
+        self._kick()
+        return fut
+
+    @staticmethod
+    def _expire_read(fut: asyncio.Future[None]) -> None:
+        if not fut.done():
+            fut.set_exception(ERR_TIMEOUT)
+
+    # --- the loop ----------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        if not self._scheduled and not self._in_ready and not self._stopped:
+            self._scheduled = True
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        if self._in_ready or self._stopped:
+            return
+        core = self.core
+        if self._inbox:
+            inbox, self._inbox = self._inbox, []
+            for m in inbox:
+                core.step(m)
+        if self._proposals:
+            props, self._proposals = self._proposals, []
+            self._proposal_ids = []
+            core.propose_batch(props)
+        if self._reads:
+            reads, self._reads = self._reads, []
+            ctx = next(self._ids).to_bytes(8, "little")
+            self._read_rounds[ctx] = reads
+            core.read_index(ctx)
+        if core.has_ready():
+            self._in_ready = True
+            rd = core.ready()
+            self._loop.create_task(self._process(rd))
+
+    async def _process(self, rd: Ready) -> None:
+        try:
+            await self._handle_ready(rd)
+        except Exception:
+            log.exception("processing a Ready failed; stopping this member")
+            await self.stop()
+            return
+        self._in_ready = False
+        self._kick()
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        core = self.core
+        if rd.soft_state is not None:
+            self._on_soft_state()
+        seq = self.raftlog.persist(rd.entries, rd.hard_state)
+        leader = core.role == Role.LEADER
+        if leader:
+            self._send(rd.messages)  # the leader replicates while its own fsync runs
+        if seq and rd.must_sync:
+            await self.wal.durable(seq)
+        if not leader:
+            self._send(rd.messages)
+        if rd.committed_entries:
+            self._apply(rd.committed_entries)
+        for rs in rd.read_states:
+            futs = self._read_rounds.pop(rs.ctx, None)
+            if futs:
+                self._released_reads.append((rs.index, futs))
+        self._release_reads()
+        for dp in rd.dropped_proposals:
+            self._fail_dropped(dp)
+        for dr in rd.dropped_reads:
+            self._fail_dropped_read(dr)
+        core.advance()
+
+    def _send(self, messages: list[Message]) -> None:
+        if messages:
+            self.transport.send_many([(m.to, encode_message(m)) for m in messages])
+
+    def _on_soft_state(self) -> None:
+        if self.core.lead != 0:
+            waiters, self._leader_waiters = self._leader_waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    async def wait_for_leader(self, timeout: float) -> None:
+        if self.core.lead != 0:
+            return
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._leader_waiters.append(fut)
+        await asyncio.wait_for(fut, timeout)
+
+    def _apply(self, entries: list[Entry]) -> None:
+        applied = self.sm.applied_index
+        requests: list[tuple[int, bytes]] = []
+        owners: list[int] = []
+        last = 0
+        unpack = _PROPOSAL.unpack_from
+        size = _PROPOSAL.size
+        my_id = self.id
+        waiters = self._waiters
+        for e in entries:
+            if e.index <= applied:
+                continue
+            last = e.index
+            if e.entry_type == EntryType.CONF_CHANGE:
+                self._apply_conf_change(e)
+                continue
+            if not e.data:
+                continue  # a new leader's empty entry
+            proposer, req_id, kind = unpack(e.data)
+            if kind == KIND_PUBLISH:
+                self._apply_publish(e.data[size:])
+                fut = waiters.pop(req_id, None) if proposer == my_id else None
+                if fut is not None and not fut.done():
+                    fut.set_result(b"")
+                continue
+            requests.append((kind, e.data[size:]))
+            owners.append(req_id if proposer == my_id else 0)
+        if not last:
+            return
+        results = self.sm.apply(last, requests)
+        if self.raftlog.memory_entries() > 2 * self.memory_window:
+            self.raftlog.trim_memory(last - self.memory_window)
+        for req_id, result in zip(owners, results, strict=True):
+            if req_id:
+                fut = waiters.pop(req_id, None)
+                if fut is not None and not fut.done():
+                    if isinstance(result, GrpcError):
+                        fut.set_exception(result)
+                    else:
+                        fut.set_result(result)
+        for cb in self.on_apply:
+            cb(last)
+
+    def _apply_publish(self, data: bytes) -> None:
+        try:
+            doc = json.loads(data)
+            info = self.members.get(int(doc["id"]))
+            if info is not None:
+                info.name = str(doc["name"])
+                info.client_urls = [str(u) for u in doc["client_urls"]]
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed member attribute update")
+
+    async def publish(self) -> None:
+        """Tell the cluster our name and client URLs (retried until it commits)."""
+        doc = {
+            "id": self.id,
+            "name": self.config.name,
+            "client_urls": list(self.config.advertise_client_urls),
+        }
+        data = json.dumps(doc).encode()
+        while not self._stopped:
+            try:
+                await self.propose(KIND_PUBLISH, data)
+                return
+            except GrpcError:
+                await asyncio.sleep(self.config.election_timeout_ms / 1000)
+
+    def _apply_conf_change(self, e: Entry) -> None:
+        try:
+            cc = ConfChange.decode(e.data)
+        except ValueError:
+            return
+        if cc.type == ConfChangeType.REMOVE and cc.node_id in self.members:
+            if cc.node_id != self.id:
+                self.transport.native.remove_peer(cc.node_id)
+            del self.members[cc.node_id]
+
+    def _release_reads(self) -> None:
+        if not self._released_reads:
+            return
+        applied = self.sm.applied_index
+        keep = []
+        for index, futs in self._released_reads:
+            if index <= applied:
+                for f in futs:
+                    if not f.done():
+                        f.set_result(None)
+            else:
+                keep.append((index, futs))
+        self._released_reads = keep
+
+    def _fail_dropped(self, dp: DroppedProposal) -> None:
+        try:
+            _proposer, req_id, _kind = _PROPOSAL.unpack_from(dp.data)
+        except struct.error:
+            return
+        fut = self._waiters.pop(req_id, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(ERR_NO_LEADER)
+
+    def _fail_dropped_read(self, dr: DroppedRead) -> None:
+        for f in self._read_rounds.pop(dr.ctx, []):
+            if not f.done():
+                f.set_exception(ERR_NO_LEADER)
+
+    # --- shutdown ----------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._tick_handle.cancel()
+        for fut in list(self._waiters.values()):
+            if not fut.done():
+                fut.set_exception(ERR_STOPPED)
+        self._waiters.clear()
+        for futs in [*self._read_rounds.values(), *(f for _, f in self._released_reads)]:
+            for f in futs:
+                if not f.done():
+                    f.set_exception(ERR_STOPPED)
+        await self.transport.close()
+        await self.wal.close()
