@@ -381,6 +381,9 @@ class BenchOptions(TypedDict):
     threads: int
     transport: str
     server_pids: list[int]
+    cacert: str | None
+    cert: str | None
+    insecure_skip_tls_verify: bool
 
 class BenchOpCount(TypedDict):
     ok: int
@@ -470,6 +473,10 @@ def run_bench(
     threads: int = 1,
     transport: str = "h2",
     server_pids: list[int] = ...,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    insecure_skip_tls_verify: bool = False,
     progress: _Callable[[int, int, float, bool], object] | None = None,
 ) -> BenchReport:
     """Drive an etcd v3 gRPC endpoint with load and report what happened.
@@ -488,7 +495,9 @@ def run_bench(
     ``ConnectionError`` at once. Bad options raise ``ValueError``. The GIL is released while
     the run goes; ``progress(done, errors, elapsed_s, measuring)`` is called about ten times a
     second. KeyboardInterrupt (or an exception from ``progress``) stops the run and is
-    re-raised. ``threads`` sizes the generator's own tokio runtime; ``transport`` is ``h2``
+    re-raised. ``https://`` endpoints use TLS (h2 transport only): ``cacert`` verifies the
+    server (or ``insecure_skip_tls_verify``), ``cert``/``key`` are a client certificate.
+    ``threads`` sizes the generator's own tokio runtime; ``transport`` is ``h2``
     (hand-framed gRPC on the h2 crate, the cheaper one) or ``tonic``. ``server_pids``: local
     server processes whose CPU time over the measured phase goes into ``servers``.
     """

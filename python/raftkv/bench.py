@@ -88,7 +88,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--endpoints",
         default="127.0.0.1:2379",
-        help="comma-separated host:port or http://host:port list (default: 127.0.0.1:2379)",
+        help="comma-separated host:port, http://host:port or https://host:port list "
+        "(default: 127.0.0.1:2379)",
     )
     p.add_argument("--conns", type=_count, default=1, help="HTTP/2 connections (default: 1)")
     p.add_argument(
@@ -147,6 +148,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         metavar="PID[,PID...]",
         help="local server processes whose CPU use over the measured phase is reported",
+    )
+    tls = p.add_argument_group("TLS (for https:// endpoints; h2 transport)")
+    tls.add_argument("--cacert", metavar="FILE", help="CA certificates (PEM) to verify servers")
+    tls.add_argument("--cert", metavar="FILE", help="client certificate (PEM), with --key")
+    tls.add_argument("--key", metavar="FILE", help="client private key (PEM), with --cert")
+    tls.add_argument(
+        "--insecure-skip-tls-verify",
+        action="store_true",
+        help="accept any server certificate (tests only)",
     )
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-': stdout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -298,6 +308,10 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads,
             transport=args.transport,
             server_pids=args.server_pids,
+            cacert=args.cacert,
+            cert=args.cert,
+            key=args.key,
+            insecure_skip_tls_verify=args.insecure_skip_tls_verify,
             progress=progress,
         )
     except (ValueError, OverflowError) as e:

@@ -271,7 +271,7 @@ def test_exception_in_progress_stops_the_run(etcd: Etcd) -> None:
         (["get"], 'unknown operation "get"'),
         (["put:x"], "weight must be a whole number"),
         (["--key-size=3"], "key size 3 is too small"),
-        (["--endpoints=https://127.0.0.1:1"], "only plain http://"),
+        (["--endpoints=unix:/tmp/etcd.sock"], "unix sockets are not supported"),
         (["--endpoints=localhost"], "expected host:port"),
         (["--duration=0"], "duration must be more than 0"),
         (["--rate=-5"], "rate must be a positive number"),

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod hist;
 pub mod options;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -232,6 +233,11 @@ impl Drop for Handle {
 /// Validate `opts` and start the run on a new thread.
 pub fn start(mut opts: Options) -> Result<Handle, BenchError> {
     opts.validate().map_err(BenchError::Invalid)?;
+    let tls = if opts.endpoints.iter().any(|e| e.starts_with("https://")) {
+        Some(tls::client_config(&opts.tls).map_err(BenchError::Invalid)?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared::new());
     let (tx, rx) = mpsc::channel();
     let sh = shared.clone();
@@ -251,7 +257,7 @@ pub fn start(mut opts: Options) -> Result<Handle, BenchError> {
             };
             let result = match rt {
                 Ok(rt) => {
-                    let r = rt.block_on(drive(Arc::new(opts), sh));
+                    let r = rt.block_on(drive(Arc::new(opts), tls, sh));
                     rt.shutdown_timeout(Duration::from_millis(100));
                     r
                 }
@@ -506,12 +512,16 @@ async fn client_loop(job: Arc<Job>, conn: Conn, id: u64) -> ClientStats {
 }
 
 /// Connect every connection and make one probe call on each; the first failure ends the run.
-async fn connect_all(opts: &Options, probe_key: &Bytes) -> Result<Vec<Conn>, BenchError> {
+async fn connect_all(
+    opts: &Options,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    probe_key: &Bytes,
+) -> Result<Vec<Conn>, BenchError> {
     let futs = (0..opts.conns).map(|i| {
         let ep = opts.endpoints[i % opts.endpoints.len()].clone();
         async move {
             let fail = |m: String| BenchError::Connect(format!("endpoint {ep}: {m}"));
-            let conn = Conn::connect(opts.transport, &ep, opts.connect_timeout)
+            let conn = Conn::connect(opts.transport, &ep, tls, opts.connect_timeout)
                 .await
                 .map_err(fail)?;
             let mut caller = Caller::new(&conn);
@@ -536,11 +546,15 @@ async fn connect_all(opts: &Options, probe_key: &Bytes) -> Result<Vec<Conn>, Ben
     futures::future::try_join_all(futs).await
 }
 
-async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchError> {
+async fn drive(
+    opts: Arc<Options>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    shared: Arc<Shared>,
+) -> Result<Report, BenchError> {
     let keys = Arc::new(Keys::new(&opts));
     let probe_key = keys.get(0, &mut BytesMut::new());
     let conns = tokio::select! {
-        r = connect_all(&opts, &probe_key) => r?,
+        r = connect_all(&opts, tls.as_ref(), &probe_key) => r?,
         _ = shared.wait_stop() => return Err(BenchError::Connect("stopped while connecting".into())),
     };
     let value = {

@@ -168,6 +168,8 @@ pub struct Options {
     pub transport: Transport,
     /// Server processes (on this machine) whose CPU time over the measured phase is reported.
     pub server_pids: Vec<u32>,
+    /// For `https://` endpoints.
+    pub tls: super::tls::TlsOptions,
 }
 
 impl Default for Options {
@@ -196,6 +198,7 @@ impl Default for Options {
             threads: 1,
             transport: Transport::H2,
             server_pids: Vec::new(),
+            tls: Default::default(),
         }
     }
 }
@@ -223,6 +226,13 @@ impl Options {
         }
         for e in &mut self.endpoints {
             *e = normalize_endpoint(e)?;
+        }
+        let https = self.endpoints.iter().any(|e| e.starts_with("https://"));
+        if https && self.transport == Transport::Tonic {
+            return Err("https endpoints need the h2 transport".into());
+        }
+        if !https && self.tls.any() {
+            return Err("TLS options given but no endpoint is https://".into());
         }
         if self.conns == 0 || self.conns > 1024 {
             return Err(format!("conns must be 1..=1024, got {}", self.conns));
@@ -310,21 +320,24 @@ pub fn process_cpu_of(pid: u32) -> Option<Duration> {
     Some(Duration::from_secs_f64((utime + stime) as f64 / tck as f64))
 }
 
-/// `host:port` → `http://host:port`; `http://` kept; anything else is refused clearly.
+/// `host:port` → `http://host:port`; `http://` and `https://` kept; anything else is
+/// refused clearly.
 pub fn normalize_endpoint(e: &str) -> Result<String, String> {
     let e = e.trim().trim_end_matches('/');
-    let rest = if let Some(r) = e.strip_prefix("http://") {
-        r
-    } else if e.starts_with("https://") || e.starts_with("unix:") || e.starts_with("unixs:") {
+    let (scheme, rest) = if let Some(r) = e.strip_prefix("http://") {
+        ("http", r)
+    } else if let Some(r) = e.strip_prefix("https://") {
+        ("https", r)
+    } else if e.starts_with("unix:") || e.starts_with("unixs:") {
         return Err(format!(
-            "endpoint {e:?}: only plain http:// (or host:port) endpoints are supported"
+            "endpoint {e:?}: unix sockets are not supported (use host:port, http:// or https://)"
         ));
     } else if e.contains("://") {
         return Err(format!(
             "endpoint {e:?}: unknown scheme (use host:port or http://host:port)"
         ));
     } else {
-        e
+        ("http", e)
     };
     let (host, port) = rest
         .rsplit_once(':')
@@ -333,7 +346,7 @@ pub fn normalize_endpoint(e: &str) -> Result<String, String> {
         return Err(format!("endpoint {e:?}: expected host:port"));
     }
     match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(format!("http://{host}:{p}")),
+        Ok(p) if p > 0 => Ok(format!("{scheme}://{host}:{p}")),
         _ => Err(format!("endpoint {e:?}: port must be 1..=65535")),
     }
 }
@@ -379,9 +392,10 @@ mod tests {
             normalize_endpoint("http://localhost:1/").unwrap(),
             "http://localhost:1"
         );
-        assert!(normalize_endpoint("https://x:1")
+        assert_eq!(normalize_endpoint("https://x:1").unwrap(), "https://x:1");
+        assert!(normalize_endpoint("unix:/a")
             .unwrap_err()
-            .contains("plain http"));
+            .contains("unix sockets"));
         assert!(normalize_endpoint("localhost")
             .unwrap_err()
             .contains("host:port"));
