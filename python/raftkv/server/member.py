@@ -13,10 +13,11 @@ import json
 import logging
 import random
 import struct
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import count
-from typing import Protocol
+from typing import Any, Protocol
 
 from raftkv._native import PeerTransport
 from raftkv.raft import (
@@ -105,10 +106,10 @@ class Member:
         self.request_timeout = request_timeout or (5.0 + 2 * config.election_timeout_ms / 1000)
         self._loop = asyncio.get_running_loop()
         self._ids = count(1)
-        self._waiters: dict[int, asyncio.Future[object]] = {}
+        self._waiters: dict[int, tuple[asyncio.Future[object], bytes]] = {}
+        self._deadlines: deque[tuple[float, int, asyncio.Future[Any]]] = deque()
         self._inbox: list[Message] = []
         self._proposals: list[bytes] = []
-        self._proposal_ids: list[int] = []
         self._reads: list[asyncio.Future[None]] = []
         self._read_rounds: dict[bytes, list[asyncio.Future[None]]] = {}
         self._released_reads: list[tuple[int, list[asyncio.Future[None]]]] = []
@@ -139,7 +140,16 @@ class Member:
             if mid != self.id
         }
         self.transport = AsyncPeerTransport(
-            PeerTransport(self.id, self.cluster_id, host_port(config.listen_peer_urls[0]), peers),
+            PeerTransport(
+                self.id,
+                self.cluster_id,
+                host_port(config.listen_peer_urls[0]),
+                peers,
+                # Sends to a peer in backoff are dropped (Raft retries appends, but a
+                # forwarded proposal would be lost): keep the windows short.
+                backoff_initial=0.02,
+                backoff_max=0.2,
+            ),
             on_receive=self._on_peer_messages,
             on_unreachable=self._on_unreachable,
         )
@@ -188,6 +198,7 @@ class Member:
         if self._stopped:
             return
         self._tick_handle = self._loop.call_later(self._tick_seconds, self._tick)
+        self._expire_requests()
         self.core.tick()
         self._kick()
 
@@ -203,24 +214,19 @@ class Member:
         for peer in peers:
             self.core.report_unreachable(peer)
 
-    def propose(self, kind: int, payload: bytes) -> asyncio.Future[object]:
-        """Replicate a request; the future gets the state machine's result once applied."""
+    def propose(self, kind: int, payload: bytes, suffix: bytes = b"") -> asyncio.Future[object]:
+        """Replicate a request; the future gets the state machine's result once applied
+        (response bytes get ``suffix`` appended: the caller's response header)."""
         fut: asyncio.Future[object] = self._loop.create_future()
         if self._stopped:
             fut.set_exception(ERR_STOPPED)
             return fut
         req_id = next(self._ids)
-        self._waiters[req_id] = fut
+        self._waiters[req_id] = (fut, suffix)
         self._proposals.append(_PROPOSAL.pack(self.id, req_id, kind) + payload)
-        self._proposal_ids.append(req_id)
-        self._loop.call_later(self.request_timeout, self._expire, req_id)
+        self._deadlines.append((self._loop.time() + self.request_timeout, req_id, fut))
         self._kick()
         return fut
-
-    def _expire(self, req_id: int) -> None:
-        fut = self._waiters.pop(req_id, None)
-        if fut is not None and not fut.done():
-            fut.set_exception(ERR_TIMEOUT)
 
     def read_barrier(self) -> asyncio.Future[None]:
         """Resolves once this member has applied everything committed before the call
@@ -230,14 +236,20 @@ class Member:
             fut.set_exception(ERR_STOPPED)
             return fut
         self._reads.append(fut)
-        self._loop.call_later(self.request_timeout, self._expire_read, fut)
+        self._deadlines.append((self._loop.time() + self.request_timeout, 0, fut))
         self._kick()
         return fut
 
-    @staticmethod
-    def _expire_read(fut: asyncio.Future[None]) -> None:
-        if not fut.done():
-            fut.set_exception(ERR_TIMEOUT)
+    def _expire_requests(self) -> None:
+        """Fail requests past their deadline (checked every tick; deadlines are in order)."""
+        now = self._loop.time()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            _, req_id, fut = deadlines.popleft()
+            if req_id:
+                self._waiters.pop(req_id, None)
+            if not fut.done():
+                fut.set_exception(ERR_TIMEOUT)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -257,7 +269,6 @@ class Member:
                 core.step(m)
         if self._proposals:
             props, self._proposals = self._proposals, []
-            self._proposal_ids = []
             core.propose_batch(props)
         if self._reads:
             reads, self._reads = self._reads, []
@@ -343,9 +354,9 @@ class Member:
             proposer, req_id, kind = unpack(e.data)
             if kind == KIND_PUBLISH:
                 self._apply_publish(e.data[size:])
-                fut = waiters.pop(req_id, None) if proposer == my_id else None
-                if fut is not None and not fut.done():
-                    fut.set_result(b"")
+                w = waiters.pop(req_id, None) if proposer == my_id else None
+                if w is not None and not w[0].done():
+                    w[0].set_result(b"")
                 continue
             requests.append((kind, e.data[size:]))
             owners.append(req_id if proposer == my_id else 0)
@@ -356,12 +367,12 @@ class Member:
             self.raftlog.trim_memory(last - self.memory_window)
         for req_id, result in zip(owners, results, strict=True):
             if req_id:
-                fut = waiters.pop(req_id, None)
-                if fut is not None and not fut.done():
+                w = waiters.pop(req_id, None)
+                if w is not None and not w[0].done():
                     if isinstance(result, GrpcError):
-                        fut.set_exception(result)
+                        w[0].set_exception(result)
                     else:
-                        fut.set_result(result)
+                        w[0].set_result(result + w[1] if w[1] else result)
         for cb in self.on_apply:
             cb(last)
 
@@ -419,9 +430,9 @@ class Member:
             _proposer, req_id, _kind = _PROPOSAL.unpack_from(dp.data)
         except struct.error:
             return
-        fut = self._waiters.pop(req_id, None)
-        if fut is not None and not fut.done():
-            fut.set_exception(ERR_NO_LEADER)
+        w = self._waiters.pop(req_id, None)
+        if w is not None and not w[0].done():
+            w[0].set_exception(ERR_NO_LEADER)
 
     def _fail_dropped_read(self, dr: DroppedRead) -> None:
         for f in self._read_rounds.pop(dr.ctx, []):
@@ -435,7 +446,7 @@ class Member:
             return
         self._stopped = True
         self._tick_handle.cancel()
-        for fut in list(self._waiters.values()):
+        for fut, _suffix in list(self._waiters.values()):
             if not fut.done():
                 fut.set_exception(ERR_STOPPED)
         self._waiters.clear()

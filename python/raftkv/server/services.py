@@ -83,10 +83,11 @@ class Services:
         await self.member.read_barrier()
         return self.store.range_serialized(req) + self.header()
 
-    async def _propose(self, kind: int, payload: bytes) -> bytes:
-        result = await self.member.propose(kind, payload)
-        assert isinstance(result, bytes)
-        return result + self.header()
+    def _propose(self, kind: int, payload: bytes) -> Awaitable[bytes]:
+        # The member's future resolves to the response with our header appended: no task
+        # per request.
+        fut = self.member.propose(kind, payload, self.header())
+        return fut  # type: ignore[return-value]
 
     def put(self, payload: bytes, meta: Metadata) -> Awaitable[bytes]:
         return self._propose(*kvapi.proposal("Put", payload, self.limits))
@@ -148,7 +149,13 @@ class Services:
         return out
 
     def member_list(self, payload: bytes, meta: Metadata) -> bytes:
-        resp = rpc_pb2.MemberListResponse(header=self._full_header())
+        # etcd's Cluster service header carries no revision (v3rpc/member.go).
+        header = rpc_pb2.ResponseHeader(
+            cluster_id=self.member.cluster_id,
+            member_id=self.member.id,
+            raft_term=self.member.term,
+        )
+        resp = rpc_pb2.MemberListResponse(header=header)
         for info in sorted(self.member.members.values(), key=lambda i: i.id):
             resp.members.add(
                 ID=info.id,

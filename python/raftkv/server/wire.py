@@ -44,12 +44,18 @@ def _remember(key: tuple[int, int, int], data: bytes) -> None:
     _encoded[key] = data
 
 
+def _encode(entries: list[Entry]) -> bytes:
+    return encode_entries([(e.index, e.term, int(e.entry_type), e.data) for e in entries])
+
+
 def entries_to_records(entries: list[Entry]) -> bytes:
-    last = entries[-1]
-    key = (entries[0].index, last.index, last.term)
+    first, last = entries[0], entries[-1]
+    if first.index == 0 or last.term == 0:
+        return _encode(entries)  # forwarded proposals: no index or term yet, never cached
+    key = (first.index, last.index, last.term)
     data = _encoded.get(key)
     if data is None:
-        data = encode_entries([(e.index, e.term, int(e.entry_type), e.data) for e in entries])
+        data = _encode(entries)
         _remember(key, data)
     return data
 
@@ -57,7 +63,7 @@ def entries_to_records(entries: list[Entry]) -> bytes:
 def records_to_entries(data: bytes) -> list[Entry]:
     etypes = _ETYPES
     entries = [Entry(i, t, etypes[et], d) for i, t, et, d in decode_entries(data)]
-    if entries:
+    if entries and entries[0].index and entries[-1].term:
         last = entries[-1]
         _remember((entries[0].index, last.index, last.term), data)
     return entries
