@@ -380,6 +380,10 @@ class BenchOptions(TypedDict):
     timeout_s: float
     threads: int
     transport: str
+    server_pids: list[int]
+    cacert: str | None
+    cert: str | None
+    insecure_skip_tls_verify: bool
 
 class BenchOpCount(TypedDict):
     ok: int
@@ -416,6 +420,14 @@ class BenchCpu(TypedDict):
     cores: float
     """``total_s / elapsed_s``."""
 
+class BenchServerCpu(TypedDict):
+    """CPU time of one ``server_pids`` process over the measured phase (None: it exited)."""
+
+    pid: int
+    cpu_s: float | None
+    us_per_op: float | None
+    cores: float | None
+
 class BenchReport(TypedDict):
     options: BenchOptions
     ops: int
@@ -435,6 +447,7 @@ class BenchReport(TypedDict):
     latency_ms: BenchLatency
     histogram: list[BenchHistogramRow]
     cpu: BenchCpu
+    servers: list[BenchServerCpu]
     warmup_ops: int
     interrupted: bool
 
@@ -459,6 +472,11 @@ def run_bench(
     connect_timeout: float = 3.0,
     threads: int = 1,
     transport: str = "h2",
+    server_pids: list[int] = ...,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    insecure_skip_tls_verify: bool = False,
     progress: _Callable[[int, int, float, bool], object] | None = None,
 ) -> BenchReport:
     """Drive an etcd v3 gRPC endpoint with load and report what happened.
@@ -477,8 +495,11 @@ def run_bench(
     ``ConnectionError`` at once. Bad options raise ``ValueError``. The GIL is released while
     the run goes; ``progress(done, errors, elapsed_s, measuring)`` is called about ten times a
     second. KeyboardInterrupt (or an exception from ``progress``) stops the run and is
-    re-raised. ``threads`` sizes the generator's own tokio runtime; ``transport`` is ``h2``
-    (hand-framed gRPC on the h2 crate, the cheaper one) or ``tonic``.
+    re-raised. ``https://`` endpoints use TLS (h2 transport only): ``cacert`` verifies the
+    server (or ``insecure_skip_tls_verify``), ``cert``/``key`` are a client certificate.
+    ``threads`` sizes the generator's own tokio runtime; ``transport`` is ``h2``
+    (hand-framed gRPC on the h2 crate, the cheaper one) or ``tonic``. ``server_pids``: local
+    server processes whose CPU time over the measured phase goes into ``servers``.
     """
 
 # --- Log window -------------------------------------------------------------------------

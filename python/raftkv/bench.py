@@ -14,7 +14,8 @@ JSON fields (see ``BenchReport`` in ``_native.pyi``): ``options`` (normalized), 
 per operation), ``txn`` (``succeeded``/``failed``, txn workloads only), ``latency_ms``
 (``count mean min p50 p90 p99 p99_9 max``, successful calls), ``histogram`` (rows of
 ``le_ms`` and ``count``), ``cpu`` (``user_s sys_s total_s us_per_op cores``: the generating
-process's CPU over the measured phase), ``warmup_ops``, ``interrupted``; plus ``version``.
+process's CPU over the measured phase), ``servers`` (``pid cpu_s us_per_op cores`` for each
+``--server-pids`` process), ``warmup_ops``, ``interrupted``; plus ``version``.
 """
 
 from __future__ import annotations
@@ -46,17 +47,37 @@ def _count(text: str) -> int:
     return v
 
 
+def _pid_list(text: str) -> list[int]:
+    """argparse type: comma-separated process ids."""
+    try:
+        pids = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated pid list") from None
+    if any(p <= 0 for p in pids):
+        raise argparse.ArgumentTypeError("pids are positive")
+    return pids
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``bench`` command to ``raftkv``'s subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "bench",
         help="etcd v3 gRPC load generator (native)",
         description=(
-            "Drive an etcd v3 gRPC endpoint (raftkv or etcd) with puts, ranges or txns and "
-            "report throughput, latency and the generator's own CPU use. The run ends after "
-            f"--total calls or --duration seconds, whichever comes first (default: --total "
-            f"{DEFAULT_TOTAL:,})."
+            "Drive an etcd v3 gRPC endpoint (raftkv or etcd) with puts, ranges or txns and\n"
+            "report throughput, latency and the generator's own CPU use. The run ends after\n"
+            "--total calls or --duration seconds, whichever comes first (default: --total\n"
+            f"{DEFAULT_TOTAL:,}). Keys are --key-prefix plus a zero-padded decimal key number,\n"
+            "--key-size bytes in all. A txn call compares mod_revision(key) < 2**62 (always\n"
+            "true), then puts the key."
         ),
+        epilog=(
+            "examples:\n"
+            "  raftkv bench put --endpoints 127.0.0.1:2379 --conns 4 --clients 256 --duration 10\n"
+            "  raftkv bench range:90,put:10 --consistency s --clients 64 --total 100000 "
+            "--json out.json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "workload",
@@ -67,7 +88,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--endpoints",
         default="127.0.0.1:2379",
-        help="comma-separated host:port or http://host:port list (default: 127.0.0.1:2379)",
+        help="comma-separated host:port, http://host:port or https://host:port list "
+        "(default: 127.0.0.1:2379)",
     )
     p.add_argument("--conns", type=_count, default=1, help="HTTP/2 connections (default: 1)")
     p.add_argument(
@@ -119,6 +141,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["h2", "tonic"],
         default="h2",
         help="HTTP/2 client: h2 (hand-framed gRPC, cheapest; default) or tonic",
+    )
+    p.add_argument(
+        "--server-pids",
+        type=_pid_list,
+        default=[],
+        metavar="PID[,PID...]",
+        help="local server processes whose CPU use over the measured phase is reported",
+    )
+    tls = p.add_argument_group("TLS (for https:// endpoints; h2 transport)")
+    tls.add_argument("--cacert", metavar="FILE", help="CA certificates (PEM) to verify servers")
+    tls.add_argument("--cert", metavar="FILE", help="client certificate (PEM), with --key")
+    tls.add_argument("--key", metavar="FILE", help="client private key (PEM), with --cert")
+    tls.add_argument(
+        "--insecure-skip-tls-verify",
+        action="store_true",
+        help="accept any server certificate (tests only)",
     )
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-': stdout)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -207,6 +245,17 @@ def format_summary(r: BenchReport) -> str:
         f"  generator    {cpu['total_s']:.2f} s CPU (user {cpu['user_s']:.2f}, sys "
         f"{cpu['sys_s']:.2f}): {cpu['us_per_op']:.1f} us/call, {cpu['cores']:.2f} cores",
     ]
+    for srv in r["servers"]:
+        if srv["cpu_s"] is None:
+            lines.append(f"  server {srv['pid']:<6} exited during the run (CPU unknown)")
+        else:
+            lines.append(
+                f"  server {srv['pid']:<6} {srv['cpu_s']:.2f} s CPU: "
+                f"{srv['us_per_op'] or 0:.1f} us/call, {srv['cores'] or 0:.2f} cores"
+            )
+    if r["servers"] and all(s["cpu_s"] is not None for s in r["servers"]):
+        total = sum(s["us_per_op"] or 0 for s in r["servers"])
+        lines.append(f"  servers      {total:.1f} us CPU per call in all")
     if len(r["per_op"]) > 1:
         parts = [f"{k} {v['ok']:,} ok/{v['errors']:,} failed" for k, v in r["per_op"].items()]
         lines.append("  per op       " + ", ".join(parts))
@@ -258,6 +307,11 @@ def run(args: argparse.Namespace) -> int:
             connect_timeout=args.connect_timeout,
             threads=args.threads,
             transport=args.transport,
+            server_pids=args.server_pids,
+            cacert=args.cacert,
+            cert=args.cert,
+            key=args.key,
+            insecure_skip_tls_verify=args.insecure_skip_tls_verify,
             progress=progress,
         )
     except (ValueError, OverflowError) as e:

@@ -146,6 +146,7 @@ def test_json_has_the_documented_fields(
         "latency_ms",
         "histogram",
         "cpu",
+        "servers",
         "warmup_ops",
         "interrupted",
     }
@@ -161,6 +162,25 @@ def test_json_has_the_documented_fields(
     assert doc["options"]["endpoints"] == [f"http://{etcd.endpoint}"]
     assert doc["options"]["workload"] == "put"
     assert doc["errors_by_code"] == {} and doc["interrupted"] is False
+    assert doc["servers"] == []
+
+
+def test_server_cpu_is_reported(etcd: Etcd, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = bench(
+        capsys,
+        f"--endpoints={etcd.endpoint}",
+        "--total=300",
+        "--clients=8",
+        f"--server-pids={etcd.proc.pid}",
+        "--no-progress",
+    )
+    assert rc == 0
+    assert f"server {etcd.proc.pid}" in out and "us CPU per call in all" in out
+    report = run_bench([etcd.endpoint], total=300, clients=8, server_pids=[etcd.proc.pid])
+    (srv,) = report["servers"]
+    assert srv["pid"] == etcd.proc.pid
+    assert srv["cpu_s"] is not None and srv["cpu_s"] > 0
+    assert srv["us_per_op"] == pytest.approx(srv["cpu_s"] * 1e6 / 300)
 
 
 def test_duration_bounds_the_run(etcd: Etcd, capsys: pytest.CaptureFixture[str]) -> None:
@@ -246,17 +266,18 @@ def test_exception_in_progress_stops_the_run(etcd: Etcd) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--clients=0"], "clients must be 1..=100000"),
+        (["--clients=0"], "clients must be 1..=10000"),
         (["--conns=0"], "conns must be 1..=1024"),
         (["get"], 'unknown operation "get"'),
         (["put:x"], "weight must be a whole number"),
         (["--key-size=3"], "key size 3 is too small"),
-        (["--endpoints=https://127.0.0.1:1"], "only plain http://"),
+        (["--endpoints=unix:/tmp/etcd.sock"], "unix sockets are not supported"),
         (["--endpoints=localhost"], "expected host:port"),
         (["--duration=0"], "duration must be more than 0"),
         (["--rate=-5"], "rate must be a positive number"),
         (["--total=0"], "total must be at least 1"),
         (["--timeout=0"], "timeout must be more than 0"),
+        (["--server-pids=999999999"], "server pid 999999999: no such process"),
     ],
 )
 def test_bad_options_give_clear_errors(
@@ -360,3 +381,43 @@ def test_member_restart_mid_run_gives_errors_then_recovers(tmp_path: Path, trans
     assert set(report["errors_by_code"]) <= allowed
     assert all(report["error_messages"][c] for c in report["errors_by_code"])
     assert report["ok"] > state["restarted_ok"], "no successful call after the restart"
+
+
+def test_paused_member_gives_deadline_exceeded(tmp_path: Path) -> None:
+    """SIGSTOP etcd while calls are in flight: they end as DEADLINE_EXCEEDED after the
+    per-call timeout (not hang); after SIGCONT calls succeed again."""
+    import os
+    import signal
+
+    from tests.bench.etcd import start_etcd
+
+    e = start_etcd(tmp_path)
+    state: dict[str, float] = {}
+
+    def pause_then_resume(done: int, errors: int, elapsed: float, measuring: bool) -> None:
+        if done > 0 and "paused_at" not in state:
+            state["paused_at"] = elapsed
+            os.kill(e.proc.pid, signal.SIGSTOP)
+        elif "paused_at" in state and "resumed" not in state and errors > 0:
+            os.kill(e.proc.pid, signal.SIGCONT)
+            state["resumed"] = done - errors
+
+    try:
+        began = time.monotonic()
+        report = run_bench(
+            [e.endpoint],
+            clients=4,
+            duration=4.0,
+            timeout=0.5,
+            workload="range",
+            progress=pause_then_resume,
+        )
+        took = time.monotonic() - began
+    finally:
+        os.kill(e.proc.pid, signal.SIGCONT)
+        e.stop()
+    assert took < 15
+    assert "resumed" in state, "no call timed out while etcd was paused"
+    assert report["errors_by_code"].get("DEADLINE_EXCEEDED", 0) >= 4
+    assert "client-side timeout" in report["error_messages"]["DEADLINE_EXCEEDED"]
+    assert report["ok"] > state["resumed"], "no successful call after SIGCONT"

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod hist;
 pub mod options;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -87,6 +88,9 @@ pub struct Report {
     pub warmup_ops: u64,
     /// Stopped from outside before reaching its bound.
     pub interrupted: bool,
+    /// (pid, CPU time over the measured phase) of each `Options::server_pids` process;
+    /// None when it could not be read at the end (the process exited).
+    pub servers: Vec<(u32, Option<Duration>)>,
 }
 
 impl Report {
@@ -229,6 +233,11 @@ impl Drop for Handle {
 /// Validate `opts` and start the run on a new thread.
 pub fn start(mut opts: Options) -> Result<Handle, BenchError> {
     opts.validate().map_err(BenchError::Invalid)?;
+    let tls = if opts.endpoints.iter().any(|e| e.starts_with("https://")) {
+        Some(tls::client_config(&opts.tls).map_err(BenchError::Invalid)?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared::new());
     let (tx, rx) = mpsc::channel();
     let sh = shared.clone();
@@ -248,7 +257,7 @@ pub fn start(mut opts: Options) -> Result<Handle, BenchError> {
             };
             let result = match rt {
                 Ok(rt) => {
-                    let r = rt.block_on(drive(Arc::new(opts), sh));
+                    let r = rt.block_on(drive(Arc::new(opts), tls, sh));
                     rt.shutdown_timeout(Duration::from_millis(100));
                     r
                 }
@@ -408,6 +417,9 @@ async fn client_loop(job: Arc<Job>, conn: Conn, id: u64) -> ClientStats {
     let mut scratch = BytesMut::new();
     let mut st = ClientStats::default();
     let single = opts.mix.parts.len() == 1;
+    let rearm = opts.timeout + opts.timeout / 10;
+    let deadline = tokio::time::sleep(rearm);
+    tokio::pin!(deadline);
     loop {
         if sh.stopped() {
             break;
@@ -443,17 +455,22 @@ async fn client_loop(job: Arc<Job>, conn: Conn, id: u64) -> ClientStats {
         };
         let key = job.keys.get(n, &mut scratch);
         let began = Instant::now();
-        let res = match tokio::time::timeout(
-            opts.timeout,
-            caller.call(kind, &key, &job.value, opts.serializable),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(CallError {
-                code: DEADLINE_EXCEEDED,
-                message: format!("no answer within {:?} (client-side timeout)", opts.timeout),
-            }),
+        // One timer per client, re-armed only when it would fire less than `timeout` after
+        // this call starts: a call times out after between `timeout` and 1.1 x `timeout`,
+        // and most calls pay no timer registration at all.
+        if deadline.deadline() < (began + opts.timeout).into() {
+            deadline.as_mut().reset((began + rearm).into());
+        }
+        let res = tokio::select! {
+            biased;
+            r = caller.call(kind, &key, &job.value, opts.serializable) => r,
+            _ = deadline.as_mut() => {
+                // The deadline passed while this call was in flight; it ran >= timeout.
+                Err(CallError {
+                    code: DEADLINE_EXCEEDED,
+                    message: format!("no answer within {:?} (client-side timeout)", opts.timeout),
+                })
+            }
         };
         let took = began.elapsed();
         if !measured {
@@ -495,12 +512,16 @@ async fn client_loop(job: Arc<Job>, conn: Conn, id: u64) -> ClientStats {
 }
 
 /// Connect every connection and make one probe call on each; the first failure ends the run.
-async fn connect_all(opts: &Options, probe_key: &Bytes) -> Result<Vec<Conn>, BenchError> {
+async fn connect_all(
+    opts: &Options,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    probe_key: &Bytes,
+) -> Result<Vec<Conn>, BenchError> {
     let futs = (0..opts.conns).map(|i| {
         let ep = opts.endpoints[i % opts.endpoints.len()].clone();
         async move {
             let fail = |m: String| BenchError::Connect(format!("endpoint {ep}: {m}"));
-            let conn = Conn::connect(opts.transport, &ep, opts.connect_timeout)
+            let conn = Conn::connect(opts.transport, &ep, tls, opts.connect_timeout)
                 .await
                 .map_err(fail)?;
             let mut caller = Caller::new(&conn);
@@ -525,11 +546,15 @@ async fn connect_all(opts: &Options, probe_key: &Bytes) -> Result<Vec<Conn>, Ben
     futures::future::try_join_all(futs).await
 }
 
-async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchError> {
+async fn drive(
+    opts: Arc<Options>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    shared: Arc<Shared>,
+) -> Result<Report, BenchError> {
     let keys = Arc::new(Keys::new(&opts));
     let probe_key = keys.get(0, &mut BytesMut::new());
     let conns = tokio::select! {
-        r = connect_all(&opts, &probe_key) => r?,
+        r = connect_all(&opts, tls.as_ref(), &probe_key) => r?,
         _ = shared.wait_stop() => return Err(BenchError::Connect("stopped while connecting".into())),
     };
     let value = {
@@ -549,7 +574,15 @@ async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchE
         t0,
     });
 
-    let begin_measuring = |sh: &Shared| {
+    let servers_cpu = || -> Vec<Option<Duration>> {
+        opts.server_pids
+            .iter()
+            .map(|&p| options::process_cpu_of(p))
+            .collect()
+    };
+    let mut servers0 = Vec::new();
+    let mut begin_measuring = |sh: &Shared| {
+        servers0 = servers_cpu();
         let cpu = process_cpu();
         let now = Instant::now();
         *sh.measure_start.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
@@ -597,6 +630,13 @@ async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchE
     };
     let elapsed = measure_start.elapsed();
     let (cpu_u1, cpu_s1) = process_cpu();
+    let servers1 = servers_cpu();
+    let servers = opts
+        .server_pids
+        .iter()
+        .zip(servers0.iter().zip(&servers1))
+        .map(|(&pid, (a, b))| (pid, a.zip(*b).map(|(a, b)| b.saturating_sub(a))))
+        .collect();
     let interrupted = interrupted_before && {
         // A stop set by our own duration timer is the normal end, not an interruption.
         let by_timer = opts.duration.is_some_and(|d| elapsed >= d);
@@ -616,6 +656,7 @@ async fn drive(opts: Arc<Options>, shared: Arc<Shared>) -> Result<Report, BenchE
         cpu_sys: cpu_s1.saturating_sub(cpu_s0),
         warmup_ops: shared.warmup_done.load(Ordering::Relaxed),
         interrupted,
+        servers,
     };
     let mut codes: Vec<(u32, u64, String)> = Vec::new();
     for r in results {

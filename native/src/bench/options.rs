@@ -166,6 +166,10 @@ pub struct Options {
     /// Tokio worker threads for the generator (1: a single-threaded runtime).
     pub threads: usize,
     pub transport: Transport,
+    /// Server processes (on this machine) whose CPU time over the measured phase is reported.
+    pub server_pids: Vec<u32>,
+    /// For `https://` endpoints.
+    pub tls: super::tls::TlsOptions,
 }
 
 impl Default for Options {
@@ -193,6 +197,8 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(3),
             threads: 1,
             transport: Transport::H2,
+            server_pids: Vec::new(),
+            tls: Default::default(),
         }
     }
 }
@@ -221,11 +227,19 @@ impl Options {
         for e in &mut self.endpoints {
             *e = normalize_endpoint(e)?;
         }
+        let https = self.endpoints.iter().any(|e| e.starts_with("https://"));
+        if https && self.transport == Transport::Tonic {
+            return Err("https endpoints need the h2 transport".into());
+        }
+        if !https && self.tls.any() {
+            return Err("TLS options given but no endpoint is https://".into());
+        }
         if self.conns == 0 || self.conns > 1024 {
             return Err(format!("conns must be 1..=1024, got {}", self.conns));
         }
-        if self.clients == 0 || self.clients > 100_000 {
-            return Err(format!("clients must be 1..=100000, got {}", self.clients));
+        // Each client keeps its own latency histogram (a few KiB): cap the total memory.
+        if self.clients == 0 || self.clients > 10_000 {
+            return Err(format!("clients must be 1..=10000, got {}", self.clients));
         }
         if self.total.is_none() && self.duration.is_none() {
             return Err(
@@ -280,25 +294,50 @@ impl Options {
         if self.mix.parts.is_empty() {
             return Err("workload is empty".into());
         }
+        for &pid in &self.server_pids {
+            if process_cpu_of(pid).is_none() {
+                return Err(format!(
+                    "server pid {pid}: no such process (or /proc is unreadable)"
+                ));
+            }
+        }
         Ok(())
     }
 }
 
-/// `host:port` → `http://host:port`; `http://` kept; anything else is refused clearly.
+/// CPU time (user + system) of process `pid` so far, from `/proc/PID/stat`.
+pub fn process_cpu_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start at the state (field 3);
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let tck = if tck > 0 { tck as u64 } else { 100 };
+    Some(Duration::from_secs_f64((utime + stime) as f64 / tck as f64))
+}
+
+/// `host:port` → `http://host:port`; `http://` and `https://` kept; anything else is
+/// refused clearly.
 pub fn normalize_endpoint(e: &str) -> Result<String, String> {
     let e = e.trim().trim_end_matches('/');
-    let rest = if let Some(r) = e.strip_prefix("http://") {
-        r
-    } else if e.starts_with("https://") || e.starts_with("unix:") || e.starts_with("unixs:") {
+    let (scheme, rest) = if let Some(r) = e.strip_prefix("http://") {
+        ("http", r)
+    } else if let Some(r) = e.strip_prefix("https://") {
+        ("https", r)
+    } else if e.starts_with("unix:") || e.starts_with("unixs:") {
         return Err(format!(
-            "endpoint {e:?}: only plain http:// (or host:port) endpoints are supported"
+            "endpoint {e:?}: unix sockets are not supported (use host:port, http:// or https://)"
         ));
     } else if e.contains("://") {
         return Err(format!(
             "endpoint {e:?}: unknown scheme (use host:port or http://host:port)"
         ));
     } else {
-        e
+        ("http", e)
     };
     let (host, port) = rest
         .rsplit_once(':')
@@ -307,7 +346,7 @@ pub fn normalize_endpoint(e: &str) -> Result<String, String> {
         return Err(format!("endpoint {e:?}: expected host:port"));
     }
     match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(format!("http://{host}:{p}")),
+        Ok(p) if p > 0 => Ok(format!("{scheme}://{host}:{p}")),
         _ => Err(format!("endpoint {e:?}: port must be 1..=65535")),
     }
 }
@@ -353,9 +392,10 @@ mod tests {
             normalize_endpoint("http://localhost:1/").unwrap(),
             "http://localhost:1"
         );
-        assert!(normalize_endpoint("https://x:1")
+        assert_eq!(normalize_endpoint("https://x:1").unwrap(), "https://x:1");
+        assert!(normalize_endpoint("unix:/a")
             .unwrap_err()
-            .contains("plain http"));
+            .contains("unix sockets"));
         assert!(normalize_endpoint("localhost")
             .unwrap_err()
             .contains("host:port"));
@@ -386,6 +426,13 @@ mod tests {
             ..Default::default()
         };
         assert!(o.validate().unwrap_err().contains("clients"));
+        let mut o = Options {
+            total: Some(1),
+            server_pids: vec![u32::MAX],
+            ..Default::default()
+        };
+        assert!(o.validate().unwrap_err().contains("no such process"));
+        assert!(process_cpu_of(std::process::id()).is_some());
         assert_eq!(digits_for(100_000), 5);
         assert_eq!(digits_for(1), 1);
         assert_eq!(digits_for(11), 2);

@@ -76,6 +76,10 @@ fn report_dict<'py>(py: Python<'py>, opts: &Options, r: &Report) -> PyResult<Bou
     o.set_item("timeout_s", opts.timeout.as_secs_f64())?;
     o.set_item("threads", opts.threads)?;
     o.set_item("transport", opts.transport.name())?;
+    o.set_item("server_pids", opts.server_pids.clone())?;
+    o.set_item("cacert", opts.tls.ca_file.clone())?;
+    o.set_item("cert", opts.tls.cert_file.clone())?;
+    o.set_item("insecure_skip_tls_verify", opts.tls.insecure_skip_verify)?;
     d.set_item("options", o)?;
 
     let secs = r.elapsed.as_secs_f64();
@@ -149,6 +153,22 @@ fn report_dict<'py>(py: Python<'py>, opts: &Options, r: &Report) -> PyResult<Bou
     )?;
     cpu.set_item("cores", if secs > 0.0 { total / secs } else { 0.0 })?;
     d.set_item("cpu", cpu)?;
+    let servers = PyList::empty(py);
+    for (pid, cpu) in &r.servers {
+        let x = PyDict::new(py);
+        let secs_cpu = cpu.map(|c| c.as_secs_f64());
+        x.set_item("pid", pid)?;
+        x.set_item("cpu_s", secs_cpu)?;
+        x.set_item(
+            "us_per_op",
+            secs_cpu
+                .filter(|_| r.ops() > 0)
+                .map(|c| c * 1e6 / r.ops() as f64),
+        )?;
+        x.set_item("cores", secs_cpu.filter(|_| secs > 0.0).map(|c| c / secs))?;
+        servers.append(x)?;
+    }
+    d.set_item("servers", servers)?;
     d.set_item("warmup_ops", r.warmup_ops)?;
     d.set_item("interrupted", r.interrupted)?;
     Ok(d)
@@ -162,7 +182,8 @@ fn report_dict<'py>(py: Python<'py>, opts: &Options, r: &Report) -> PyResult<Bou
     endpoints, *, conns=1, clients=1, total=None, duration=None, key_size=8, value_size=256,
     key_space=100_000, key_prefix="", sequential=false, seed=1, workload="put",
     consistency="l", rate=None, warmup=0.0, timeout=10.0, connect_timeout=3.0, threads=1,
-    transport="h2", progress=None
+    transport="h2", server_pids=Vec::new(), cacert=None, cert=None, key=None,
+    insecure_skip_tls_verify=false, progress=None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn run_bench<'py>(
@@ -186,6 +207,11 @@ fn run_bench<'py>(
     connect_timeout: f64,
     threads: usize,
     transport: &str,
+    server_pids: Vec<u32>,
+    cacert: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+    insecure_skip_tls_verify: bool,
     progress: Option<PyObject>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let serializable = match consistency {
@@ -228,6 +254,13 @@ fn run_bench<'py>(
         connect_timeout: seconds("connect timeout", connect_timeout, false)?,
         threads,
         transport,
+        server_pids,
+        tls: bench::tls::TlsOptions {
+            ca_file: cacert,
+            cert_file: cert,
+            key_file: key,
+            insecure_skip_verify: insecure_skip_tls_verify,
+        },
     };
     let mut shown = opts.clone();
     shown.validate().map_err(PyValueError::new_err)?;
