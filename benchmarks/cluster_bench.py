@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raftkv._native import run_bench
 from tests.cluster.harness import Cluster
+
+from raftkv._native import run_bench
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,12 @@ def run(workloads: list[Workload], rounds: int, seconds: float, out: Path) -> di
                     for kind in ("raftkv", "etcd"):
                         res = drive(clusters[kind], w, seconds)
                         results[w.name][kind].append(res)
-                        print(f"round {r + 1}/{rounds} {w.name:<20} {kind:<7} "
-                              f"{res['ops_per_s']:>10,.0f} ops/s  p50 {res['p50_ms']:.2f} ms",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"round {r + 1}/{rounds} {w.name:<20} {kind:<7} "
+                            f"{res['ops_per_s']:>10,.0f} ops/s  p50 {res['p50_ms']:.2f} ms",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         finally:
             for c in clusters.values():
                 c.stop()
@@ -134,8 +138,10 @@ def summarize(
 
 
 def print_table(summary: dict[str, Any]) -> None:
-    head = (f"{'workload':<20} {'system':<7} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-            f"{'member CPU (cores)':>22} {'srv us/op':>9} {'gen us/op':>9} {'ratio':>7}")
+    head = (
+        f"{'workload':<20} {'system':<7} {'ops/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'member CPU (cores)':>22} {'srv us/op':>9} {'gen us/op':>9} {'ratio':>7}"
+    )
     print(head)
     print("-" * len(head))
     for name, row in summary.items():
@@ -143,9 +149,11 @@ def print_table(summary: dict[str, Any]) -> None:
             r = row[kind]
             cpu = "/".join(f"{c:.2f}" for c in r["member_cpu_cores"])
             ratio = f"{row['ratio']:.2f}x" if kind == "raftkv" else ""
-            print(f"{name:<20} {kind:<7} {r['ops_per_s']:>10,.0f} {r['p50_ms']:>8.2f} "
-                  f"{r['p99_ms']:>8.2f} {cpu:>22} {r['server_us_per_op']:>9.0f} "
-                  f"{r['loadgen_us_per_op']:>9.1f} {ratio:>7}")
+            print(
+                f"{name:<20} {kind:<7} {r['ops_per_s']:>10,.0f} {r['p50_ms']:>8.2f} "
+                f"{r['p99_ms']:>8.2f} {cpu:>22} {r['server_us_per_op']:>9.0f} "
+                f"{r['loadgen_us_per_op']:>9.1f} {ratio:>7}"
+            )
 
 
 def chart(summary: dict[str, Any], path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -16,22 +17,51 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import grpc
+
+from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_DEADLINE_S = 30.0
 
 
+class CtlError(subprocess.CalledProcessError):
+    """etcdctl failed; the message carries what it printed."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstdout: {self.stdout}\nstderr: {self.stderr}"
+
+
+# Listening ports come from below the kernel's ephemeral range (32768-60999 here): a port
+# picked from that range can be taken, before the member binds it, as the source port of
+# some outgoing connection (etcdctl, peers), which made members fail with EADDRINUSE.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """``n`` distinct loopback ports that are free now and not handed out before by this
+    process."""
+    rng = random.Random()
+    ports: list[int] = []
+    for _ in range(100 * n):
+        if len(ports) == n:
+            break
+        port = rng.randrange(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        ports.append(port)
+    if len(ports) != n:
+        raise RuntimeError("no free loopback ports")
+    return ports
 
 
 @dataclass
@@ -42,6 +72,7 @@ class Node:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    _channel: grpc.Channel | None = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -50,6 +81,51 @@ class Node:
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def channel(self) -> grpc.Channel:
+        """A gRPC channel to this member's client port (cached; closed by Cluster.stop)."""
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.endpoint)
+        return self._channel
+
+    def close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def kv(self) -> Any:
+        return rpc_pb2_grpc.KVStub(self.channel())  # type: ignore[no-untyped-call]
+
+    def maintenance(self) -> Any:
+        return rpc_pb2_grpc.MaintenanceStub(self.channel())  # type: ignore[no-untyped-call]
+
+    def revision(self, timeout: float = 5.0) -> int:
+        """This member's current revision (a serializable read: no quorum needed)."""
+        req = rpc_pb2.RangeRequest(key=b"\x00", serializable=True, count_only=True)
+        rev: int = self.kv().Range(req, timeout=timeout).header.revision
+        return rev
+
+    def hash_kv(self, revision: int, timeout: float = 10.0) -> int:
+        """This member's HashKV at ``revision``."""
+        h: int = (
+            self.maintenance()
+            .HashKV(rpc_pb2.HashKVRequest(revision=revision), timeout=timeout)
+            .hash
+        )
+        return h
+
+    def items(self, prefix: bytes, serializable: bool = True) -> dict[bytes, bytes]:
+        """key -> value of every key under ``prefix`` on this member."""
+        end = prefix[:-1] + bytes([prefix[-1] + 1])
+        req = rpc_pb2.RangeRequest(key=prefix, range_end=end, serializable=serializable)
+        resp = self.kv().Range(req, timeout=20)
+        return {kv.key: kv.value for kv in resp.kvs}
+
+    def status(self, timeout: float = 2.0) -> rpc_pb2.StatusResponse:
+        out: rpc_pb2.StatusResponse = self.maintenance().Status(
+            rpc_pb2.StatusRequest(), timeout=timeout
+        )
+        return out
 
 
 @dataclass
@@ -67,8 +143,13 @@ class Cluster:
         for i in range(self.size):
             name = f"m{i + 1}"
             self.nodes.append(
-                Node(name, ports[i], ports[self.size + i], self.base / f"{name}.data",
-                     self.base / f"{name}.log")
+                Node(
+                    name,
+                    ports[i],
+                    ports[self.size + i],
+                    self.base / f"{name}.data",
+                    self.base / f"{name}.log",
+                )
             )
 
     @property
@@ -117,6 +198,7 @@ class Cluster:
         assert node.proc is not None
         node.proc.send_signal(sig)
         node.proc.wait(timeout=30)
+        node.close_channel()
 
     def restart(self, node: Node) -> None:
         if node.alive:
@@ -125,6 +207,7 @@ class Cluster:
 
     def stop(self) -> None:
         for node in self.nodes:
+            node.close_channel()
             if node.alive:
                 assert node.proc is not None
                 node.proc.send_signal(signal.SIGTERM)
@@ -138,50 +221,94 @@ class Cluster:
 
     # --- etcdctl -------------------------------------------------------------------------
 
-    def ctl(self, *args: str, endpoints: str | None = None, input: str | None = None,
-            check: bool = True, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["etcdctl", f"--endpoints={endpoints or self.endpoints}",
-             "--command-timeout=10s", *args],
-            capture_output=True, text=True, timeout=timeout, check=check, input=input,
+    def ctl(
+        self,
+        *args: str,
+        endpoints: str | None = None,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 20.0,
+    ) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(
+            [
+                "etcdctl",
+                f"--endpoints={endpoints or self.endpoints}",
+                "--command-timeout=10s",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            input=input,
             env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
         )
+        if check and r.returncode != 0:
+            raise CtlError(r.returncode, r.args, r.stdout, r.stderr)
+        return r
 
     def statuses(self, nodes: list[Node] | None = None) -> dict[str, dict[str, object]]:
-        """endpoint -> status (json fields), for the members that answer."""
+        """endpoint -> status (etcdctl's json fields), for the members that answer."""
         out: dict[str, dict[str, object]] = {}
         for node in nodes or [n for n in self.nodes if n.alive]:
-            r = self.ctl("endpoint", "status", "-w", "json", endpoints=node.endpoint,
-                         check=False, timeout=10)
+            try:
+                r = self.ctl(
+                    "endpoint",
+                    "status",
+                    "-w",
+                    "json",
+                    "--dial-timeout=2s",
+                    "--command-timeout=3s",
+                    endpoints=node.endpoint,
+                    check=False,
+                    timeout=10,
+                )
+            except subprocess.TimeoutExpired:
+                continue
             if r.returncode == 0:
                 doc = json.loads(r.stdout)
                 out[node.endpoint] = doc[0]["Status"]
         return out
 
+    def grpc_statuses(
+        self, nodes: list[Node] | None = None, timeout: float = 1.0
+    ) -> dict[str, rpc_pb2.StatusResponse]:
+        """endpoint -> Maintenance.Status over gRPC, for the members that answer (fast
+        enough to poll)."""
+        out: dict[str, rpc_pb2.StatusResponse] = {}
+        for node in nodes or [n for n in self.nodes if n.alive]:
+            try:
+                out[node.endpoint] = node.status(timeout=timeout)
+            except grpc.RpcError:
+                continue
+        return out
+
     def leader(self, nodes: list[Node] | None = None) -> Node | None:
-        """The member every answering member agrees leads, if any."""
+        """The member every answering member of ``nodes`` (default: the live ones) agrees
+        leads, if any and if it is among them."""
         nodes = nodes or [n for n in self.nodes if n.alive]
-        st = self.statuses(nodes)
+        st = self.grpc_statuses(nodes)
         if len(st) != len(nodes):
             return None
-        leaders = {s.get("leader", 0) for s in st.values()}  # json omits zero fields
+        leaders = {s.leader for s in st.values()}
         if len(leaders) != 1 or 0 in leaders:
             return None
         lead = leaders.pop()
         for node in nodes:
-            header = st[node.endpoint]["header"]
-            assert isinstance(header, dict)
-            if header["member_id"] == lead:
+            if st[node.endpoint].header.member_id == lead:
                 return node
         return None
 
-    def wait_leader(self, nodes: list[Node] | None = None,
-                    deadline_s: float = READY_DEADLINE_S) -> Node:
+    def wait_leader(
+        self, nodes: list[Node] | None = None, deadline_s: float = READY_DEADLINE_S
+    ) -> Node:
         deadline = time.monotonic() + deadline_s
         while time.monotonic() < deadline:
             for node in self.nodes:
-                if node.proc is not None and node.proc.poll() is not None and (
-                    nodes is None or node in nodes
+                if (
+                    node.proc is not None
+                    and node.proc.poll() is not None
+                    and (nodes is None or node in nodes)
                 ):
                     raise RuntimeError(
                         f"{node.name} exited ({node.proc.returncode}):\n"
@@ -190,6 +317,7 @@ class Cluster:
             lead = self.leader(nodes)
             if lead is not None:
                 return lead
+            time.sleep(0.02)  # a poll interval, not synchronisation
         raise TimeoutError(f"no leader within {deadline_s}s")
 
     def wait_ready(self) -> Node:
