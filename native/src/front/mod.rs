@@ -6,6 +6,7 @@
 //! stream messages go into a bounded channel per stream. A full channel parks messages in
 //! an overflow queue and reports the stream as congested until it drains (back-pressure).
 
+mod client_io;
 pub mod methods;
 mod service;
 
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::{Code, Status};
 
@@ -293,7 +295,13 @@ impl Front {
             let server = service::build_server(&config, shared.clone())?;
             let mut closing = shared.closing.subscribe();
             servers.push(rt.spawn(async move {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let incoming =
+                    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+                        conn.map(|tcp| {
+                            let _ = tcp.set_nodelay(true);
+                            client_io::ClientIo(tcp)
+                        })
+                    });
                 let stop = async move {
                     let _ = closing.wait_for(|c| *c).await;
                 };
