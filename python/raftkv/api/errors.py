@@ -20,7 +20,7 @@ class EtcdError(NamedTuple):
         """A fresh exception carrying this error."""
         return GrpcError(self.code, self.message)
 
-    def matches(self, err: BaseException) -> bool:
+    def matches(self, err: object) -> bool:
         """True if ``err`` is a GrpcError with this code and message."""
         return isinstance(err, GrpcError) and err.code == self.code and err.message == self.message
 

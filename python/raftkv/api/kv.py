@@ -23,18 +23,28 @@ from raftkv.api import errors
 from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2
 from raftkv.status import GrpcError, StatusCode
 from raftkv.storage import mvcc
-from raftkv.storage.mvcc import MvccStore, txn_is_readonly
+from raftkv.storage.encoding import varint
+from raftkv.storage.kvrules import txn_is_readonly
+from raftkv.storage.mvcc import MvccStore
 
 DEFAULT_MAX_TXN_OPS = 128
 DEFAULT_MAX_REQUEST_BYTES = 1536 * 1024  # etcd's --max-request-bytes default (1.5 MiB)
 
 
+GRPC_OVERHEAD_BYTES = 512 * 1024  # etcd lets gRPC receive max_request_bytes + this
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """etcd's request limits (flags ``--max-txn-ops`` and ``--max-request-bytes``)."""
+    """etcd's request limits (flags ``--max-txn-ops`` and ``--max-request-bytes``).
+
+    ``member_id`` only refines the size etcd gives a proposal (its request ids start with
+    the member id's low 16 bits); pass the member's id for byte-exact limits.
+    """
 
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    member_id: int = 0
 
 
 DEFAULT_LIMITS = Limits()
@@ -213,48 +223,78 @@ def _method(method: str) -> _Method:
 
 
 def parse_and_validate(method: str, payload: bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
-    """Parse a KV request (``"Put"`` or ``"/etcdserverpb.KV/Put"``) and run etcd's checks.
-
-    Writes longer than ``limits.max_request_bytes`` get etcd's "request is too large"; bytes
-    that do not parse get gRPC's INTERNAL "error unmarshalling request", as from etcd.
+    """Parse a KV request (``"Put"`` or ``"/etcdserverpb.KV/Put"``) and run etcd's checks,
+    in etcd's order: gRPC's message size limit, parsing (bytes that do not parse get gRPC's
+    INTERNAL "error unmarshalling request"), the request checks, then for what etcd proposes
+    through Raft (writes and writing txns) "request is too large" (``proposal_size``).
     """
     m = _method(method)
-    if m.kind:
-        _check_size(payload, limits)
+    _check_grpc_size(payload, limits)
     req: Message = _parse(m.message, payload, lambda r: m.check(r, limits))
+    if m.kind and not (m.kind == mvcc.TXN and txn_is_readonly(req)):
+        _check_size(payload, limits)
     return req
 
 
 def parse_range(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> rpc_pb2.RangeRequest:
-    """A validated RangeRequest (size is not limited: reads are not proposed)."""
+    """A validated RangeRequest (only gRPC's size limit: etcd does not propose reads)."""
+    _check_grpc_size(payload, limits)
     return _parse(rpc_pb2.RangeRequest, payload, check_range)
 
 
 def parse_put(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> rpc_pb2.PutRequest:
+    _check_grpc_size(payload, limits)
+    req = _parse(rpc_pb2.PutRequest, payload, check_put)
     _check_size(payload, limits)
-    return _parse(rpc_pb2.PutRequest, payload, check_put)
+    return req
 
 
 def parse_delete_range(
     payload: bytes, limits: Limits = DEFAULT_LIMITS
 ) -> rpc_pb2.DeleteRangeRequest:
+    _check_grpc_size(payload, limits)
+    req = _parse(rpc_pb2.DeleteRangeRequest, payload, check_delete_range)
     _check_size(payload, limits)
-    return _parse(rpc_pb2.DeleteRangeRequest, payload, check_delete_range)
+    return req
 
 
 def parse_txn(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> rpc_pb2.TxnRequest:
-    _check_size(payload, limits)
-    return _parse(rpc_pb2.TxnRequest, payload, lambda r: validate_txn(r, limits.max_txn_ops))
+    """A validated TxnRequest; the proposal size is checked only if it writes."""
+    _check_grpc_size(payload, limits)
+    req = _parse(rpc_pb2.TxnRequest, payload, lambda r: validate_txn(r, limits.max_txn_ops))
+    if not txn_is_readonly(req):
+        _check_size(payload, limits)
+    return req
 
 
 def parse_compaction(payload: bytes, limits: Limits = DEFAULT_LIMITS) -> rpc_pb2.CompactionRequest:
+    _check_grpc_size(payload, limits)
+    req = _parse(rpc_pb2.CompactionRequest, payload, lambda r: None)
     _check_size(payload, limits)
-    return _parse(rpc_pb2.CompactionRequest, payload, lambda r: None)
+    return req
+
+
+def proposal_size(payload_len: int, member_id: int = 0) -> int:
+    """The size etcd compares with ``--max-request-bytes`` for a KV write of ``payload_len``
+    bytes: its Raft entry, an InternalRaftRequest holding a RequestHeader (field 100) with
+    the request id, and the request (fields 4 to 7)."""
+    request_id = (member_id & 0xFFFF) << 48 | 1 << 47  # idutil: member bits, then time
+    header = 1 + len(varint(request_id))
+    return 2 + len(varint(header)) + header + 1 + len(varint(payload_len)) + payload_len
 
 
 def _check_size(payload: bytes, limits: Limits) -> None:
-    if len(payload) > limits.max_request_bytes:
+    if proposal_size(len(payload), limits.member_id) > limits.max_request_bytes:
         raise errors.REQUEST_TOO_LARGE.exc()
+
+
+def _check_grpc_size(payload: bytes, limits: Limits) -> None:
+    limit = limits.max_request_bytes + GRPC_OVERHEAD_BYTES
+    if len(payload) > limit:
+        raise GrpcError(
+            StatusCode.RESOURCE_EXHAUSTED,
+            f"grpc: received message larger than max ({len(payload)} vs. {limit})",
+        )
 
 
 def _parse(cls: Callable[[], T], payload: bytes, check: Callable[[T], None]) -> T:
@@ -283,10 +323,7 @@ def proposal(method: str, payload: bytes, limits: Limits = DEFAULT_LIMITS) -> tu
 
 def serve_range(store: MvccStore, payload: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Validate and serve a serialized RangeRequest from ``store``; the serialized response."""
-    req = parse_and_validate("Range", payload, limits)
-    assert isinstance(req, rpc_pb2.RangeRequest)
-    out: bytes = store.range(req).SerializeToString()
-    return out
+    return store.range_serialized(parse_range(payload, limits))
 
 
 def serve_txn_read(store: MvccStore, payload: bytes, limits: Limits = DEFAULT_LIMITS) -> bytes:
@@ -306,13 +343,4 @@ def header_suffix(cluster_id: int, member_id: int, raft_term: int) -> bytes:
     """Bytes that, appended to a serialized KV response, set its header's member fields."""
     h = rpc_pb2.ResponseHeader(cluster_id=cluster_id, member_id=member_id, raft_term=raft_term)
     body: bytes = h.SerializeToString()
-    return b"\x0a" + _varint(len(body)) + body
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return b"\x0a" + varint(len(body)) + body

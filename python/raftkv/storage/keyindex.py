@@ -12,7 +12,7 @@ of its latest put, so that the write path never reads RocksDB.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from operator import attrgetter
 
 from sortedcontainers import SortedKeyList
@@ -135,6 +135,10 @@ class TreeIndex:
 
     def get(self, key: bytes) -> KeyIndex | None:
         return self._map.get(key)
+
+    def lookup(self) -> Callable[[bytes], KeyIndex | None]:
+        """``get`` without the method layer (the hot path); valid until ``bulk_load``."""
+        return self._map.get
 
     def create(self, key: bytes) -> KeyIndex:
         ki = KeyIndex(key)

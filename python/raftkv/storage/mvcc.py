@@ -23,25 +23,65 @@ revision whose changes take sub revisions 0, 1, ...; compaction is physical and 
 from __future__ import annotations
 
 import os
+import shutil
+import struct
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple, TypeAlias, cast
 
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    Checkpoint,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
 
 from raftkv.api import errors
 from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2
 from raftkv.pb.etcd.api.mvccpb import kv_pb2
 from raftkv.status import GrpcError
+from raftkv.storage.encoding import revision_only, varint
 from raftkv.storage.keyindex import KeyIndex, TreeIndex
+from raftkv.storage.kvrules import (
+    CMP_VALUE,
+    SORT_ASCEND,
+    SORT_DESCEND,
+    SORT_NONE,
+    TARGET_CREATE,
+    TARGET_KEY,
+    TARGET_MOD,
+    TARGET_VALUE,
+    TARGET_VERSION,
+    compare_fields,
+    compare_result,
+    gte_end,
+    is_plain_range,
+    txn_is_readonly,
+)
 from raftkv.storage.revision import (
     SUB_BITS,
+    SUB_MASK,
     main_prefix,
     parse_key,
     rev_key,
     tombstone_key,
 )
+
+__all__ = [
+    "COMPACTION",
+    "DELETE_RANGE",
+    "PUT",
+    "TXN",
+    "ApplyResult",
+    "HashKV",
+    "MvccStore",
+    "StoreBrokenError",
+    "txn_is_readonly",
+]
 
 # Request kinds accepted by ``MvccStore.apply``.
 PUT = 1
@@ -60,8 +100,8 @@ _APPLIED_KEY = b"applied_index"
 _REVISION_KEY = b"revision"
 _COMPACT_KEY = b"compact_revision"
 
+_pack_rev = struct.Struct(">QQ").pack
 _KeyValue = kv_pb2.KeyValue
-_RangeRequest = rpc_pb2.RangeRequest
 _PutRequest = rpc_pb2.PutRequest
 _PutResponse = rpc_pb2.PutResponse
 _DeleteRangeRequest = rpc_pb2.DeleteRangeRequest
@@ -71,26 +111,6 @@ _TxnResponse = rpc_pb2.TxnResponse
 _RangeResponse = rpc_pb2.RangeResponse
 _CompactionRequest = rpc_pb2.CompactionRequest
 _CompactionResponse = rpc_pb2.CompactionResponse
-_Compare = rpc_pb2.Compare
-
-_SORT_NONE = _RangeRequest.NONE
-_SORT_ASCEND = _RangeRequest.ASCEND
-_SORT_DESCEND = _RangeRequest.DESCEND
-_TARGET_KEY = _RangeRequest.KEY
-_TARGET_VERSION = _RangeRequest.VERSION
-_TARGET_CREATE = _RangeRequest.CREATE
-_TARGET_MOD = _RangeRequest.MOD
-_TARGET_VALUE = _RangeRequest.VALUE
-
-_CMP_VERSION = _Compare.VERSION
-_CMP_CREATE = _Compare.CREATE
-_CMP_MOD = _Compare.MOD
-_CMP_VALUE = _Compare.VALUE
-_CMP_LEASE = _Compare.LEASE
-_CMP_EQUAL = _Compare.EQUAL
-_CMP_GREATER = _Compare.GREATER
-_CMP_LESS = _Compare.LESS
-_CMP_NOT_EQUAL = _Compare.NOT_EQUAL
 
 # A matching key: (revision, create main revision, version, key index).
 _Row: TypeAlias = tuple[int, int, int, KeyIndex]
@@ -113,33 +133,21 @@ def _items(cf: Rdict) -> Iterator[tuple[bytes, bytes]]:
     return cast(Iterator[tuple[bytes, bytes]], iter(cf.items()))
 
 
+def _items_from(cf: Rdict, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) pairs of a raw-mode column family from ``start`` on, in key order."""
+    return cast(Iterator[tuple[bytes, bytes]], iter(cf.items(from_key=start)))
+
+
 def _no_leases(lease: int) -> bool:
     return False
 
 
-def _u64(value: int) -> bytes:
+def _i64(value: int) -> bytes:
     return value.to_bytes(8, "big", signed=True)
 
 
-def _read_u64(raw: bytes | None, default: int) -> int:
+def _read_i64(raw: bytes | None, default: int) -> int:
     return default if raw is None else int.from_bytes(raw, "big", signed=True)
-
-
-def _gte_end(range_end: bytes) -> bytes:
-    """etcd's mkGteRange: a range end of "\\0" means no upper bound (b"" here)."""
-    return b"" if range_end == b"\x00" else range_end
-
-
-def txn_is_readonly(req: rpc_pb2.TxnRequest) -> bool:
-    """True if no branch of the txn (nested ones included) writes (etcd's isTxnReadonly)."""
-    for ops in (req.success, req.failure):
-        for op in ops:
-            which = op.WhichOneof("request")
-            if which == "request_put" or which == "request_delete_range":
-                return False
-            if which == "request_txn" and not txn_is_readonly(op.request_txn):
-                return False
-    return True
 
 
 class MvccStore:
@@ -150,13 +158,24 @@ class MvccStore:
         path: str | os.PathLike[str],
         *,
         lease_exists: Callable[[int], bool] | None = None,
+        cache_bytes: int = 128 << 20,
     ) -> None:
+        """Open (or create) the store at ``path`` and rebuild the key index.
+
+        ``lease_exists(lease_id)`` answers whether a lease is granted (default: no lease is);
+        ``cache_bytes`` sizes RocksDB's block cache for the ``kv`` family.
+        """
         self.path = os.fspath(path)
         self.lease_exists: Callable[[int], bool] = lease_exists or _no_leases
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
         opts.create_missing_column_families(True)
-        families = {KV_CF: Options(raw_mode=True), META_CF: Options(raw_mode=True)}
+        kv_opts = Options(raw_mode=True)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(cache_bytes))
+        table.set_bloom_filter(10, False)
+        kv_opts.set_block_based_table_factory(table)
+        families = {KV_CF: kv_opts, META_CF: Options(raw_mode=True)}
         if os.path.exists(os.path.join(self.path, "CURRENT")):
             for name in Rdict.list_cf(self.path):
                 if name != "default":
@@ -173,6 +192,7 @@ class MvccStore:
         self._broken = False
         self._closed = False
         self._index = TreeIndex()
+        self._get_ki: Callable[[bytes], KeyIndex | None] = self._index.lookup()
         self._handlers: dict[int, Handler] = {
             PUT: self._apply_put,
             DELETE_RANGE: self._apply_delete_range,
@@ -182,9 +202,9 @@ class MvccStore:
         # Inside a write txn: base revision and number of changes so far.
         self._base = 0
         self._changes = 0
-        self._applied = _read_u64(self._meta.get(_APPLIED_KEY), 0)
-        self._compact_rev = _read_u64(self._meta.get(_COMPACT_KEY), -1)
-        self._rev = max(1, _read_u64(self._meta.get(_REVISION_KEY), 1), self._compact_rev)
+        self._applied = _read_i64(self._meta.get(_APPLIED_KEY), 0)
+        self._compact_rev = _read_i64(self._meta.get(_COMPACT_KEY), -1)
+        self._rev = max(1, _read_i64(self._meta.get(_REVISION_KEY), 1), self._compact_rev)
         self._restore_index()
 
     # ------------------------------------------------------------------ lifecycle
@@ -206,6 +226,7 @@ class MvccStore:
                 ki.restore(rev, kv.create_revision, kv.version, kv.lease)
             top = rev
         self._index.bulk_load(keys)
+        self._get_ki = self._index.lookup()
         self._rev = max(self._rev, top >> SUB_BITS)
 
     def close(self) -> None:
@@ -232,6 +253,42 @@ class MvccStore:
         entries (log compaction) up to ``applied_index``.
         """
         self._db.flush_wal(True)
+
+    def checkpoint(self, dest: str | os.PathLike[str]) -> int:
+        """Write a consistent copy of the whole store into the new directory ``dest``.
+
+        A RocksDB checkpoint (hard links to immutable files where possible), for Raft
+        snapshots: stream the directory's files; the receiver installs them with
+        ``install_checkpoint`` and opens an MvccStore on them. Returns the applied index the
+        copy holds (it includes every column family, so leases etc. travel with it).
+        """
+        if self._wb is not None:
+            raise RuntimeError("checkpoint during apply")
+        cp = Checkpoint(self._db)
+        try:
+            cp.create_checkpoint(os.fspath(dest))
+        finally:
+            del cp
+        return self._applied
+
+    @staticmethod
+    def install_checkpoint(
+        path: str | os.PathLike[str], checkpoint: str | os.PathLike[str]
+    ) -> None:
+        """Make the checkpoint directory the store at ``path`` (whose store must be closed).
+
+        The old directory is renamed aside first and removed last; a crash in between leaves
+        either the old store or none at ``path`` (an empty store then catches up by Raft).
+        """
+        path = os.fspath(path)
+        old = path + ".replaced"
+        if os.path.exists(old):
+            shutil.rmtree(old)
+        if os.path.exists(path):
+            os.rename(path, old)
+        os.rename(os.fspath(checkpoint), path)
+        if os.path.exists(old):
+            shutil.rmtree(old)
 
     def column_family(self, name: str) -> Rdict:
         """The column family ``name``, created if missing (for leases, auth, members...)."""
@@ -314,13 +371,13 @@ class MvccStore:
                 except DecodeError:
                     append(errors.MALFORMED_REQUEST.exc())
                 except GrpcError as err:
+                    err.__traceback__ = None  # keep no frames (and store handles) alive
                     append(err)
-            meta = self._meta_h
-            wb.put(_APPLIED_KEY, _u64(raft_index), meta)
+            wb.put(_APPLIED_KEY, _i64(raft_index), self._meta_h)
             if self._rev != rev0:
-                wb.put(_REVISION_KEY, _u64(self._rev), meta)
+                wb.put(_REVISION_KEY, _i64(self._rev), self._meta_h)
             if self._compact_rev != compact0:
-                wb.put(_COMPACT_KEY, _u64(self._compact_rev), meta)
+                wb.put(_COMPACT_KEY, _i64(self._compact_rev), self._meta_h)
             self._db.write(wb, self._wopts)
         except BaseException as exc:
             self._broken = True
@@ -341,7 +398,7 @@ class MvccStore:
         m.value = value
         m.lease = lease
         kvb: bytes = m.SerializeToString()
-        k = rev_key(rev)
+        k = _pack_rev(rev >> SUB_BITS, rev & SUB_MASK)
         self._wb.put(k, kvb, self._kv_h)  # type: ignore[union-attr]
         self._pending[k] = kvb
 
@@ -356,7 +413,7 @@ class MvccStore:
         if lease and not self.lease_exists(lease):
             return errors.LEASE_NOT_FOUND.exc()
         key = req.key
-        ki = self._index.get(key)
+        ki = self._get_ki(key)
         value = req.value
         prev: bytes | None = None
         if req.ignore_value or req.ignore_lease or req.prev_kv:
@@ -380,7 +437,7 @@ class MvccStore:
             resp.prev_kv.MergeFromString(prev)
             out: bytes = resp.SerializeToString()
             return out
-        return _revision_only(main)
+        return revision_only(main)
 
     def _apply_delete_range(self, payload: bytes) -> ApplyResult:
         req = _DeleteRangeRequest.FromString(payload)
@@ -441,6 +498,8 @@ class MvccStore:
         return v
 
     def _values(self, revs: list[int]) -> list[bytes]:
+        if len(revs) == 1:
+            return [self._value(revs[0])]
         keys = [rev_key(r) for r in revs]
         pending = self._pending
         kv = self._kv
@@ -448,15 +507,16 @@ class MvccStore:
             return cast(list[bytes], kv.get(cast(list[str | int | float | bytes | bool], keys)))
         return [pending[k] if k in pending else cast(bytes, kv[k]) for k in keys]
 
+    def _kis(self, key: bytes, range_end: bytes) -> list[KeyIndex]:
+        """Key indexes of keys matching (key, range_end), deleted ones included."""
+        if range_end:
+            return self._index.range(key, gte_end(range_end))
+        one = self._get_ki(key)
+        return [] if one is None else [one]
+
     def _rows(self, key: bytes, range_end: bytes, at: int, cur: int) -> list[_Row]:
         """Keys matching (key, range_end) that exist at main revision ``at``."""
-        if range_end:
-            kis = self._index.range(key, _gte_end(range_end))
-        else:
-            one = self._index.get(key)
-            if one is None:
-                return []
-            kis = [one]
+        kis = self._kis(key, range_end)
         rows: list[_Row] = []
         append = rows.append
         if at >= cur:
@@ -482,11 +542,42 @@ class MvccStore:
         return resp
 
     def range_serialized(self, req: rpc_pb2.RangeRequest) -> bytes:
-        """``range(req)`` serialized."""
-        out: bytes = self.range(req).SerializeToString()
-        return out
+        """``range(req)`` serialized; built from the stored bytes without parsing them."""
+        cur = self._rev
+        if req.keys_only:
+            resp = _RangeResponse()
+            self._range(req, cur, resp)
+            out: bytes = resp.SerializeToString()
+            return out
+        count, more, kvbs = self._select(req, cur)
+        parts = [revision_only(cur)]
+        for b in kvbs:
+            parts.append(b"\x12" + varint(len(b)))
+            parts.append(b)
+        if more:
+            parts.append(b"\x18\x01")
+        if count:
+            parts.append(b"\x20" + varint(count))
+        return b"".join(parts)
 
     def _range(self, req: rpc_pb2.RangeRequest, cur: int, resp: rpc_pb2.RangeResponse) -> None:
+        count, more, kvbs = self._select(req, cur)
+        resp.header.revision = cur
+        resp.count = count
+        if more:
+            resp.more = True
+        kvs = resp.kvs
+        if req.keys_only:
+            for b in kvbs:
+                kv = kvs.add()
+                kv.MergeFromString(b)
+                kv.ClearField("value")
+        else:
+            for b in kvbs:
+                kvs.add().MergeFromString(b)
+
+    def _select(self, req: rpc_pb2.RangeRequest, cur: int) -> tuple[int, bool, list[bytes]]:
+        """etcd's Range at view revision ``cur``: (count, more, stored KeyValues to return)."""
         at = req.revision
         if at > cur:
             raise errors.FUTURE_REV.exc()
@@ -494,11 +585,22 @@ class MvccStore:
             at = cur
         if at < self._compact_rev:
             raise errors.COMPACTED.exc()
+        if at >= cur and (req.count_only or is_plain_range(req)):
+            # The common cases (counting; a limited page in key order) at the current
+            # revision: no per-key tuples, values read only for the page.
+            live = [ki for ki in self._kis(req.key, req.range_end) if ki.rev]
+            count = len(live)
+            if req.count_only:
+                return count, False, []
+            limit = req.limit
+            more = 0 < limit < count
+            if more:
+                live = live[:limit]
+            return count, more, self._values([ki.rev for ki in live])
         rows = self._rows(req.key, req.range_end, at, cur)
-        resp.header.revision = cur
-        resp.count = len(rows)
+        count = len(rows)
         if req.count_only or not rows:
-            return
+            return count, False, []
         if req.max_mod_revision:
             hi = (req.max_mod_revision + 1) << SUB_BITS
             rows = [r for r in rows if r[0] < hi]
@@ -513,20 +615,20 @@ class MvccStore:
             rows = [r for r in rows if r[1] >= mn]
         order = req.sort_order
         target = req.sort_target
-        if target != _TARGET_KEY and order == _SORT_NONE:
-            order = _SORT_ASCEND
+        if target != TARGET_KEY and order == SORT_NONE:
+            order = SORT_ASCEND
         kvbs: list[bytes] | None = None
-        if order != _SORT_NONE and not (target == _TARGET_KEY and order == _SORT_ASCEND):
-            desc = order == _SORT_DESCEND
-            if target == _TARGET_KEY:
+        if order != SORT_NONE and not (target == TARGET_KEY and order == SORT_ASCEND):
+            desc = order == SORT_DESCEND
+            if target == TARGET_KEY:
                 rows.reverse()  # keys are unique and already ascending
-            elif target == _TARGET_VERSION:
+            elif target == TARGET_VERSION:
                 rows.sort(key=lambda r: r[2], reverse=desc)
-            elif target == _TARGET_CREATE:
+            elif target == TARGET_CREATE:
                 rows.sort(key=lambda r: r[1], reverse=desc)
-            elif target == _TARGET_MOD:
+            elif target == TARGET_MOD:
                 rows.sort(key=lambda r: r[0] >> SUB_BITS, reverse=desc)
-            elif target == _TARGET_VALUE:
+            elif target == TARGET_VALUE:
                 vals = self._values([r[0] for r in rows])
                 pairs = sorted(
                     zip(vals, rows, strict=True),
@@ -535,23 +637,16 @@ class MvccStore:
                 )
                 kvbs = [p[0] for p in pairs]
                 rows = [p[1] for p in pairs]
+        more = False
         limit = req.limit
         if limit > 0 and len(rows) > limit:
             rows = rows[:limit]
             if kvbs is not None:
                 kvbs = kvbs[:limit]
-            resp.more = True
+            more = True
         if kvbs is None:
             kvbs = self._values([r[0] for r in rows])
-        kvs = resp.kvs
-        if req.keys_only:
-            for b in kvbs:
-                kv = kvs.add()
-                kv.MergeFromString(b)
-                kv.ClearField("value")
-        else:
-            for b in kvbs:
-                kvs.add().MergeFromString(b)
+        return count, more, kvbs
 
     # ------------------------------------------------------------------ txn
 
@@ -589,19 +684,19 @@ class MvccStore:
         rows = self._rows(c.key, c.range_end, self._rev, self._rev)
         target = c.target
         if not rows:
-            if target == _CMP_VALUE:
+            if target == CMP_VALUE:
                 return False
-            return _compare_result(c.result, _compare_fields(c, 0, 0, 0, 0))
+            return compare_result(c.result, compare_fields(c, 0, 0, 0, 0))
         which = c.WhichOneof("target_union")
         result = c.result
         for rev, created, ver, ki in rows:
-            if target == _CMP_VALUE:
+            if target == CMP_VALUE:
                 value = _KeyValue.FromString(self._value(rev)).value
                 want = c.value if which == "value" else b""
                 res = (value > want) - (value < want)
             else:
-                res = _compare_fields(c, created, rev >> SUB_BITS, ver, ki.lease)
-            if not _compare_result(result, res):
+                res = compare_fields(c, created, rev >> SUB_BITS, ver, ki.lease)
+            if not compare_result(result, res):
                 return False
         return True
 
@@ -624,7 +719,7 @@ class MvccStore:
             return
         p = op.request_put
         if p.ignore_value or p.ignore_lease:
-            ki = self._index.get(p.key)
+            ki = self._get_ki(p.key)
             if ki is None or not ki.rev:
                 raise errors.KEY_NOT_FOUND.exc()
         if p.lease and not self.lease_exists(p.lease):
@@ -663,7 +758,7 @@ class MvccStore:
 
     def _txn_put(self, p: rpc_pb2.PutRequest, out: rpc_pb2.PutResponse) -> None:
         key = p.key
-        ki = self._index.get(key)
+        ki = self._get_ki(key)
         value = p.value
         lease = p.lease
         prev: bytes | None = None
@@ -700,6 +795,20 @@ class MvccStore:
         out.deleted = len(rows)
         out.header.revision = main if self._changes else self._base
 
+    def history(self, start: int, end: int = 0) -> Iterator[tuple[int, bool, bytes]]:
+        """Stored changes with main revision in [start, end) (end 0: to the latest), in
+        revision order: (packed revision, is_deletion, serialized KeyValue). A deletion's
+        KeyValue holds only the key. For watch replay; ``start`` must be above
+        ``compact_revision`` (older changes may be gone)."""
+        if start <= self._compact_rev:
+            raise errors.COMPACTED.exc()
+        upper = main_prefix(end) if end > 0 else None
+        for k, v in _items_from(self._kv, main_prefix(max(start, 0))):
+            if upper is not None and k >= upper:
+                break
+            rev, tomb = parse_key(k)
+            yield rev, tomb, v
+
     # ------------------------------------------------------------------ hashes
 
     def hash_kv(self, revision: int = 0) -> HashKV:
@@ -734,45 +843,3 @@ class MvccStore:
             for k, v in _items(cf):
                 h = crc(v, crc(k, h))
         return h
-
-
-def _revision_only(revision: int) -> bytes:
-    """A serialized response holding only ``header.revision`` (PutResponse's common case)."""
-    n = revision
-    body = bytearray(b"\x18")
-    while n >= 0x80:
-        body.append((n & 0x7F) | 0x80)
-        n >>= 7
-    body.append(n)
-    return b"\x0a" + bytes((len(body),)) + bytes(body)
-
-
-def _compare_fields(c: rpc_pb2.Compare, created: int, mod: int, ver: int, lease: int) -> int:
-    """-1/0/1 comparing an integer field of a key with the compare's operand."""
-    target = c.target
-    which = c.WhichOneof("target_union")
-    if target == _CMP_VERSION:
-        have, want = ver, (c.version if which == "version" else 0)
-    elif target == _CMP_CREATE:
-        have, want = created, (c.create_revision if which == "create_revision" else 0)
-    elif target == _CMP_MOD:
-        have, want = mod, (c.mod_revision if which == "mod_revision" else 0)
-    elif target == _CMP_LEASE:
-        have, want = lease, (c.lease if which == "lease" else 0)
-    elif target == _CMP_VALUE:
-        return -1  # a missing key's value compares below anything (unused: VALUE fails first)
-    else:
-        return 0
-    return (have > want) - (have < want)
-
-
-def _compare_result(result: int, res: int) -> bool:
-    if result == _CMP_EQUAL:
-        return res == 0
-    if result == _CMP_NOT_EQUAL:
-        return res != 0
-    if result == _CMP_GREATER:
-        return res > 0
-    if result == _CMP_LESS:
-        return res < 0
-    return True
