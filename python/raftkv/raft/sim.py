@@ -380,16 +380,14 @@ class Simulation:
                 )
         for rdr in rd.dropped_reads:
             self.read_floor.pop(rdr.ctx, None)
-        if rd.soft_state is not None:
-            if self.cfg.trace:
-                c = n.core
-                assert c is not None
-                self._trace(
-                    f"n{n.id} is {rd.soft_state.role.name} term={c.term} "
-                    f"lead={rd.soft_state.lead} last={c.log.last_index()}"
-                )
-            if rd.soft_state.role == Role.LEADER:
-                self._check_leader_completeness(n)
+        if rd.soft_state is not None and self.cfg.trace:
+            c = n.core
+            assert c is not None
+            self._trace(
+                f"n{n.id} is {rd.soft_state.role.name} term={c.term} "
+                f"lead={rd.soft_state.lead} last={c.log.last_index()}"
+            )
+
 
     def _check_leader_completeness(self, n: SimNode) -> None:
         core = n.core
@@ -414,8 +412,13 @@ class Simulation:
         if core is None:
             return
         if core.role == Role.LEADER:
-            lt = self.leader_of_term.setdefault(core.term, n.id)
-            if lt != n.id:
+            lt = self.leader_of_term.get(core.term)
+            if lt is None:
+                # Checked when first seen, i.e. right after the step that elected it (a Ready
+                # that reports it may be processed much later with asynchronous writes).
+                self.leader_of_term[core.term] = n.id
+                self._check_leader_completeness(n)
+            elif lt != n.id:
                 raise self.fail(f"two leaders in term {core.term}: n{lt} and n{n.id}")
         c = core.log.committed
         if c < n.last_commit:
@@ -582,6 +585,7 @@ class Simulation:
                 continue
             n.core.tick()
             self._process(n)
+            self._check_node(n)
 
     def chaos(self) -> None:
         rng = self.rng

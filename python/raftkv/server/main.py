@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -25,6 +26,9 @@ async def serve(config: MemberConfig, tls: dict[str, str | None] | None = None) 
     config.validate()
     (config.data_dir / "member").mkdir(parents=True, exist_ok=True)
     store = MvccStore(config.data_dir / "member" / "kv")
+    # The key index holds many long-lived objects: keep them out of the collector's full
+    # passes (those took ~50 ms with 86k keys).
+    gc.freeze()
     member = Member(config, store)
     services = Services(member, store)
     tls = tls or {}
