@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from raftkv.server.config import MemberConfig
+from raftkv.server.config import ConfigError, MemberConfig
 from raftkv.server.member import Member
 from raftkv.status import GrpcError
 from tests.native.helpers import run
@@ -151,5 +151,18 @@ def test_no_leader_proposals_fail_or_time_out(tmp_path: Path) -> None:
             assert "etcdserver:" in err.value.message
         finally:
             await lonely.stop()
+
+    run(main())
+
+
+def test_a_data_dir_of_another_cluster_is_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        cfg = configs(tmp_path)[0]
+        first = Member(cfg, Recorder())
+        await first.stop()
+        other = configs(tmp_path)[0]  # new ports: another member of another cluster
+        other.data_dir = cfg.data_dir
+        with pytest.raises(ConfigError, match="use a fresh --data-dir"):
+            Member(other, Recorder())
 
     run(main())

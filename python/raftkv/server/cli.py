@@ -113,7 +113,11 @@ def run_serve(args: argparse.Namespace) -> int:
         "trusted_ca_file": args.trusted_ca_file,
         "client_cert_auth": "1" if args.client_cert_auth else None,
     }
-    uvloop.run(serve(config, tls))
+    try:
+        uvloop.run(serve(config, tls))
+    except ConfigError as exc:
+        print(f"raftkv serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import count
+from pathlib import Path
 from typing import Any, Protocol
 
 from raftkv._native import PeerTransport
@@ -34,7 +36,7 @@ from raftkv.raft import (
     Ready,
     Role,
 )
-from raftkv.server.config import MemberConfig, cluster_id, host_port
+from raftkv.server.config import ConfigError, MemberConfig, cluster_id, host_port
 from raftkv.server.raftlog import DurableLog
 from raftkv.server.wire import WireError, decode_message, encode_message
 from raftkv.status import GrpcError, StatusCode
@@ -119,6 +121,7 @@ class Member:
         self._leader_waiters: list[asyncio.Future[None]] = []
         self.on_apply: list[Callable[[int], None]] = []
 
+        self._check_identity(config.data_dir / "member")
         self.raftlog = DurableLog(config.data_dir / "member", memory_window)
         self.wal = AsyncWal(self.raftlog.wal, self._loop)
         if self.raftlog.is_empty:
@@ -156,6 +159,25 @@ class Member:
         self._tick_handle = self._loop.call_later(self._tick_seconds, self._tick)
 
     # --- bootstrap ---------------------------------------------------------------------
+
+    def _check_identity(self, directory: Path) -> None:
+        """A data directory belongs to one member of one cluster: refuse another's."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "identity.json"
+        mine = {"name": self.config.name, "member_id": self.id, "cluster_id": self.cluster_id}
+        if path.exists():
+            theirs = json.loads(path.read_text())
+            if (theirs.get("member_id"), theirs.get("cluster_id")) != (self.id, self.cluster_id):
+                raise ConfigError(
+                    f"{self.config.data_dir} belongs to member {theirs.get('member_id', 0):x} "
+                    f"of cluster {theirs.get('cluster_id', 0):x}, but --name, --initial-cluster "
+                    f"and --initial-cluster-token make this member {self.id:x} of cluster "
+                    f"{self.cluster_id:x}; use a fresh --data-dir"
+                )
+            return
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(mine))
+        os.replace(tmp, path)
 
     def _bootstrap(self, ids: list[int]) -> None:
         """A new cluster's log: one committed ADD_VOTER entry per initial member."""
