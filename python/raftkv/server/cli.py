@@ -43,6 +43,10 @@ def add_serve_parser(sub: Any) -> None:
     p.add_argument("--key-file")
     p.add_argument("--client-cert-auth", action="store_true")
     p.add_argument("--trusted-ca-file")
+    p.add_argument("--peer-cert-file")
+    p.add_argument("--peer-key-file")
+    p.add_argument("--peer-client-cert-auth", action="store_true")
+    p.add_argument("--peer-trusted-ca-file")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
 
 
@@ -91,7 +95,22 @@ def config_from_args(args: argparse.Namespace) -> MemberConfig:
         max_request_bytes=int(args.max_request_bytes),
         max_txn_ops=int(args.max_txn_ops),
         quota_backend_bytes=int(args.quota_backend_bytes),
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        trusted_ca_file=args.trusted_ca_file,
+        client_cert_auth=_flag(args.client_cert_auth),
+        peer_cert_file=args.peer_cert_file,
+        peer_key_file=args.peer_key_file,
+        peer_trusted_ca_file=args.peer_trusted_ca_file,
+        peer_client_cert_auth=_flag(args.peer_client_cert_auth),
     )
+
+
+def _flag(value: object) -> bool:
+    """A boolean flag, also from a config file ("true"/"false")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -107,14 +126,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2
-    tls = {
-        "cert_file": args.cert_file,
-        "key_file": args.key_file,
-        "trusted_ca_file": args.trusted_ca_file,
-        "client_cert_auth": "1" if args.client_cert_auth else None,
-    }
     try:
-        uvloop.run(serve(config, tls))
+        uvloop.run(serve(config))
     except ConfigError as exc:
         print(f"raftkv serve: {exc}", file=sys.stderr)
         return 2

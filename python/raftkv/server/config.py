@@ -65,6 +65,16 @@ class MemberConfig:
     max_request_bytes: int = 1536 * 1024
     max_txn_ops: int = 128
     quota_backend_bytes: int = 2 * 1024**3
+    # client TLS (etcd's --cert-file, --key-file, --trusted-ca-file, --client-cert-auth)
+    cert_file: str | None = None
+    key_file: str | None = None
+    trusted_ca_file: str | None = None
+    client_cert_auth: bool = False
+    # peer TLS (etcd's --peer-* flags)
+    peer_cert_file: str | None = None
+    peer_key_file: str | None = None
+    peer_trusted_ca_file: str | None = None
+    peer_client_cert_auth: bool = False
 
     def validate(self) -> None:
         if not self.initial_cluster:

@@ -22,7 +22,7 @@ def _read(path: str | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
-async def serve(config: MemberConfig, tls: dict[str, str | None] | None = None) -> None:
+async def serve(config: MemberConfig) -> None:
     config.validate()
     (config.data_dir / "member").mkdir(parents=True, exist_ok=True)
     store = MvccStore(config.data_dir / "member" / "kv")
@@ -31,12 +31,11 @@ async def serve(config: MemberConfig, tls: dict[str, str | None] | None = None) 
     gc.freeze()
     member = Member(config, store)
     services = Services(member, store)
-    tls = tls or {}
     front = Front(
         [host_port(u) for u in config.listen_client_urls],
-        cert_pem=_read(tls.get("cert_file")),
-        key_pem=_read(tls.get("key_file")),
-        client_ca_pem=_read(tls.get("trusted_ca_file")) if tls.get("client_cert_auth") else None,
+        cert_pem=_read(config.cert_file),
+        key_pem=_read(config.key_file),
+        client_ca_pem=_read(config.trusted_ca_file) if config.client_cert_auth else None,
         max_recv_bytes=config.max_request_bytes + 512 * 1024,
     )
     server = FrontServer(front, services.unary_handlers())

@@ -152,6 +152,10 @@ class Member:
                 # forwarded proposal would be lost): keep the windows short.
                 backoff_initial=0.02,
                 backoff_max=0.2,
+                cert_file=config.peer_cert_file,
+                key_file=config.peer_key_file,
+                trusted_ca_file=config.peer_trusted_ca_file,
+                client_cert_auth=config.peer_client_cert_auth,
             ),
             on_receive=self._on_peer_messages,
             on_unreachable=self._on_unreachable,
