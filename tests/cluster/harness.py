@@ -136,6 +136,7 @@ class Cluster:
     heartbeat_ms: int = 50
     election_ms: int = 500
     extra_args: list[str] = field(default_factory=list)
+    ctl_args: list[str] = field(default_factory=list)  # e.g. TLS flags for etcdctl
     nodes: list[Node] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -188,10 +189,16 @@ class Cluster:
             )
 
     def start(self) -> Cluster:
+        """Start every member and wait until the cluster commits writes; on failure, stop
+        the members already started (no processes are left behind)."""
         self.base.mkdir(parents=True, exist_ok=True)
-        for node in self.nodes:
-            self.start_node(node)
-        self.wait_ready()
+        try:
+            for node in self.nodes:
+                self.start_node(node)
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def kill(self, node: Node, sig: int = signal.SIGKILL) -> None:
@@ -228,12 +235,17 @@ class Cluster:
         input: str | None = None,
         check: bool = True,
         timeout: float = 20.0,
+        ctl_args: list[str] | None = None,
+        extra: list[str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        flags = self.ctl_args if ctl_args is None else ctl_args
         r = subprocess.run(
             [
                 "etcdctl",
                 f"--endpoints={endpoints or self.endpoints}",
                 "--command-timeout=10s",
+                *flags,
+                *(extra or []),
                 *args,
             ],
             capture_output=True,
