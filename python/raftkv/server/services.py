@@ -32,6 +32,7 @@ class Services:
         self.limits = kvapi.Limits(
             max_txn_ops=member.config.max_txn_ops,
             max_request_bytes=member.config.max_request_bytes,
+            member_id=member.id,  # etcd sizes the whole raft request, which carries it
         )
         self._header_term = -1
         self._header = b""
