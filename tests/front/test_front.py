@@ -291,3 +291,20 @@ def test_garbage_and_oversized_input_get_errors_and_server_survives() -> None:
             assert await blocking(unary(channel, PUT), ok)
 
     run(main())
+
+
+def test_scheme_qualified_authority_is_accepted() -> None:
+    """etcdctl 3.4 sends ``:authority: http://host:port`` for URL endpoints; etcd accepts it,
+    and so must we (h2 alone would reset the stream)."""
+
+    async def main() -> None:
+        async with serving({PUT: put_handler}) as (server, _channel):
+            target = server.addresses[0]
+            options = [("grpc.default_authority", f"http://{target}")]
+            with grpc.insecure_channel(target, options=options) as channel:
+                req = rpc_pb2.PutRequest(key=b"k", value=b"abc").SerializeToString()
+                for _ in range(3):  # several calls: HPACK tables must stay in step
+                    raw = await blocking(unary(channel, PUT), req, timeout=10)
+                    assert rpc_pb2.PutResponse.FromString(raw).header.revision == 3
+
+    run(main())

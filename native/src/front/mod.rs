@@ -6,6 +6,7 @@
 //! stream messages go into a bounded channel per stream. A full channel parks messages in
 //! an overflow queue and reports the stream as congested until it drains (back-pressure).
 
+mod authority;
 mod client_io;
 pub mod methods;
 mod service;
@@ -294,12 +295,13 @@ impl Front {
             let listener = tokio::net::TcpListener::from_std(std_listener)?;
             let server = service::build_server(&config, shared.clone())?;
             let mut closing = shared.closing.subscribe();
+            let filter_authority = config.tls.is_none();
             servers.push(rt.spawn(async move {
                 let incoming =
                     tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
                         conn.map(|tcp| {
                             let _ = tcp.set_nodelay(true);
-                            client_io::ClientIo(tcp)
+                            client_io::ClientIo::new(tcp, filter_authority)
                         })
                     });
                 let stop = async move {

@@ -388,7 +388,6 @@ class Simulation:
                 f"lead={rd.soft_state.lead} last={c.log.last_index()}"
             )
 
-
     def _check_leader_completeness(self, n: SimNode) -> None:
         core = n.core
         assert core is not None
