@@ -87,6 +87,11 @@ class CertAuthority:
                 critical=False,
             )
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                critical=False,
+            )
             .sign(self.key, hashes.SHA256())
         )
         return CertPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
