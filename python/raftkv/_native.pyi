@@ -99,10 +99,14 @@ class Wal:
     """
 
     def __init__(self, path: str | PathLike[str], segment_size: int = ...) -> None: ...
-    def append(self, entries: bytes, hard_state: tuple[int, int, int] | None = None) -> int:
+    def append(
+        self, entries: bytes, hard_state: tuple[int, int, int] | None = None, sync: bool = True
+    ) -> int:
         """Queue encoded consecutive entries, and optionally a hard state (term, vote,
         commit) made durable in the same sync. An index already in the log replaces that
-        entry and all after it; a gap raises ValueError. Returns a sequence number."""
+        entry and all after it; a gap raises ValueError. Returns a sequence number.
+        ``sync=False``: a group of only such appends is written without an fdatasync (for
+        state that need not be durable at once, like a moved commit index)."""
     def save_hard_state(self, term: int, vote: int, commit: int) -> int: ...
     def truncate_suffix(self, index: int) -> int:
         """Discard entries at ``index`` and after (a Raft conflict)."""

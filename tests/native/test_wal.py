@@ -222,3 +222,15 @@ def test_invalid_bytes_are_refused_before_queueing(tmp_path: Path) -> None:
         assert wal.last_index == 0
         wal.wait(wal.append(good))
         assert wal.last_index == 2
+
+
+def test_unsynced_appends_skip_the_fdatasync_until_a_synced_one(tmp_path: Path) -> None:
+    with Wal(tmp_path) as wal:
+        wal.wait(wal.append(batch(1, 2)))
+        syncs = wal.stats()["syncs"]
+        wal.wait(wal.append(b"", hard_state=(1, 0, 1), sync=False))
+        assert wal.stats()["syncs"] == syncs, "a commit-only update is written, not synced"
+        wal.wait(wal.append(batch(2, 3)))
+        assert wal.stats()["syncs"] == syncs + 1
+    with Wal(tmp_path) as wal:
+        assert wal.hard_state == (1, 0, 1) and wal.last_index == 2

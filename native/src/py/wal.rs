@@ -29,10 +29,15 @@ impl PyWal {
         Ok(PyWal { inner })
     }
 
-    #[pyo3(signature = (entries, hard_state = None))]
-    fn append(&self, entries: &[u8], hard_state: Option<(u64, u64, u64)>) -> PyResult<u64> {
+    #[pyo3(signature = (entries, hard_state = None, sync = true))]
+    fn append(
+        &self,
+        entries: &[u8],
+        hard_state: Option<(u64, u64, u64)>,
+        sync: bool,
+    ) -> PyResult<u64> {
         self.inner
-            .append(entries.to_vec(), hard_state.map(hs))
+            .append_with(entries.to_vec(), hard_state.map(hs), sync)
             .map_err(wal_err)
     }
 

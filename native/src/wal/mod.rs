@@ -109,9 +109,12 @@ pub struct Counters {
 }
 
 pub(crate) enum Op {
+    /// `sync: false` (Raft's must_sync unset, e.g. only the commit index moved): written,
+    /// but a group made only of such ops skips the fdatasync; the next synced group covers it.
     Append {
         data: Vec<u8>,
         hard_state: Option<HardState>,
+        sync: bool,
     },
     HardState(HardState),
     Truncate(u64),
@@ -428,6 +431,16 @@ impl Wal {
     /// after them in the same sync). An entry at an index already in the log
     /// replaces it and everything after it.
     pub fn append(&self, data: Vec<u8>, hard_state: Option<HardState>) -> Result<u64> {
+        self.append_with(data, hard_state, true)
+    }
+
+    /// `append`, choosing whether this op needs an fdatasync of its own (see `Op::Append`).
+    pub fn append_with(
+        &self,
+        data: Vec<u8>,
+        hard_state: Option<HardState>,
+        sync: bool,
+    ) -> Result<u64> {
         let info = check_entry_batch(&data)
             .map_err(|e| WalError::Invalid(format!("invalid entry batch: {e}")))?;
         let mut st = self.shared.lock();
@@ -445,7 +458,14 @@ impl Wal {
         if let Some(hs) = hard_state {
             st.logical_hard_state = hs;
         }
-        Ok(self.enqueue(&mut st, Op::Append { data, hard_state }))
+        Ok(self.enqueue(
+            &mut st,
+            Op::Append {
+                data,
+                hard_state,
+                sync,
+            },
+        ))
     }
 
     pub fn save_hard_state(&self, hs: HardState) -> Result<u64> {

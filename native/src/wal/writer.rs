@@ -125,6 +125,9 @@ impl Writer {
     /// Write every op of a group and make it durable. Returns whether the
     /// group released log entries (so old segments may go).
     fn write_group(&mut self, ops: Vec<Op>) -> io::Result<bool> {
+        let needs_sync = ops
+            .iter()
+            .any(|op| !matches!(op, Op::Append { sync: false, .. }));
         let mut released = false;
         let mut marker = Vec::with_capacity(64);
         let shared = self.shared.clone();
@@ -132,7 +135,9 @@ impl Writer {
         for op in ops {
             marker.clear();
             let bytes: &[u8] = match &op {
-                Op::Append { data, hard_state } => {
+                Op::Append {
+                    data, hard_state, ..
+                } => {
                     if let Some(hs) = hard_state {
                         encode_hard_state(&mut marker, *hs);
                     }
@@ -160,7 +165,9 @@ impl Writer {
             self.buf.extend_from_slice(&marker);
             self.pos += need;
             match op {
-                Op::Append { data, hard_state } => {
+                Op::Append {
+                    data, hard_state, ..
+                } => {
                     let mut off = 0usize;
                     let mut count = 0u64;
                     while off < data.len() {
@@ -209,7 +216,9 @@ impl Writer {
             c.bytes.fetch_add(need, Ordering::Relaxed);
         }
         self.flush()?;
-        self.sync_current()?;
+        if needs_sync {
+            self.sync_current()?;
+        }
         Ok(released)
     }
 

@@ -321,7 +321,7 @@ class Member:
         core = self.core
         if rd.soft_state is not None:
             self._on_soft_state()
-        seq = self.raftlog.persist(rd.entries, rd.hard_state)
+        seq = self.raftlog.persist(rd.entries, rd.hard_state, rd.must_sync)
         leader = core.role == Role.LEADER
         if leader:
             self._send(rd.messages)  # the leader replicates while its own fsync runs

@@ -162,10 +162,14 @@ class DurableLog:
         term, vote, commit = self.wal.hard_state
         return HardState(term, vote, commit)
 
-    def persist(self, entries: Sequence[Entry], hard_state: HardState | None) -> int:
+    def persist(
+        self, entries: Sequence[Entry], hard_state: HardState | None, sync: bool = True
+    ) -> int:
         """Append entries (replacing a conflicting suffix) and save the hard state; returns
         the WAL sequence number to wait on for durability (0: nothing written). Entries
-        before the memory window are applied ones, identical to what we have: skipped."""
+        before the memory window are applied ones, identical to what we have: skipped.
+        ``sync=False`` (Raft's must_sync unset: only the commit index moved) skips the
+        fdatasync of its own; the next synced write covers it."""
         wfirst = self.window.first_index
         if entries and entries[0].index < wfirst:
             entries = [e for e in entries if e.index >= wfirst]
@@ -175,7 +179,7 @@ class DurableLog:
         records = self.codec.encode(list(entries)) if entries else b""
         if records:
             self.window.append(records)
-        return self.wal.append(records, hs)
+        return self.wal.append(records, hs, sync=sync or bool(entries))
 
     # --- the memory window -----------------------------------------------------------------
 
