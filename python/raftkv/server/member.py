@@ -119,6 +119,7 @@ class Member:
         self._in_ready = False
         self._stopped = False
         self._leader_waiters: list[asyncio.Future[None]] = []
+        self._soft_state_waiters: list[asyncio.Future[None]] = []
         self.on_apply: list[Callable[[int], None]] = []
 
         self._check_identity(config.data_dir / "member")
@@ -353,6 +354,35 @@ class Member:
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
+        changes, self._soft_state_waiters = self._soft_state_waiters, []
+        for w in changes:
+            if not w.done():
+                w.set_result(None)
+
+    async def move_leader(self, target: int, timeout: float) -> None:
+        """Hand leadership to ``target`` (etcd's MoveLeader); must run on the leader."""
+        if not self.is_leader:
+            raise GrpcError(StatusCode.FAILED_PRECONDITION, "etcdserver: not leader")
+        if target not in self.members or self.members[target].is_learner:
+            raise GrpcError(StatusCode.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
+        if target == self.id:
+            return
+        deadline = self._loop.time() + timeout
+        self.core.transfer_leader(target)
+        self._kick()
+        while self.core.lead != target:
+            left = deadline - self._loop.time()
+            if left <= 0:
+                raise GrpcError(
+                    StatusCode.UNAVAILABLE,
+                    "etcdserver: request timed out, leader transfer took too long",
+                )
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._soft_state_waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, left)
+            except TimeoutError:
+                continue
 
     async def wait_for_leader(self, timeout: float) -> None:
         if self.core.lead != 0:

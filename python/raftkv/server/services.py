@@ -14,6 +14,7 @@ from raftkv import __version__
 from raftkv.api import kv as kvapi
 from raftkv.front import UnaryHandler
 from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2
+from raftkv.status import GrpcError, StatusCode
 from raftkv.storage import mvcc
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class Services:
             "/etcdserverpb.Maintenance/Hash": self.hash,
             "/etcdserverpb.Maintenance/HashKV": self.hash_kv,
             "/etcdserverpb.Cluster/MemberList": self.member_list,
+            "/etcdserverpb.Maintenance/MoveLeader": self.move_leader,
+            "/etcdserverpb.Maintenance/Alarm": self.alarm,
         }
 
     # --- headers -----------------------------------------------------------------------
@@ -147,6 +150,22 @@ class Services:
             hash_revision=h.hash_revision,
         )
         out: bytes = resp.SerializeToString()
+        return out
+
+    async def move_leader(self, payload: bytes, meta: Metadata) -> bytes:
+        req = rpc_pb2.MoveLeaderRequest.FromString(payload)
+        timeout = 2 * self.member.config.election_timeout_ms / 1000 + 1.0
+        await self.member.move_leader(req.targetID, timeout)
+        out: bytes = rpc_pb2.MoveLeaderResponse(header=self._full_header()).SerializeToString()
+        return out
+
+    def alarm(self, payload: bytes, meta: Metadata) -> bytes:
+        """Alarms: raftkv raises none yet (no backend quota), so GET lists none; activating
+        or deactivating one is refused rather than pretended."""
+        req = rpc_pb2.AlarmRequest.FromString(payload)
+        if req.action != rpc_pb2.AlarmRequest.GET:
+            raise GrpcError(StatusCode.UNIMPLEMENTED, "raftkv: alarms cannot be set yet")
+        out: bytes = rpc_pb2.AlarmResponse(header=self._full_header()).SerializeToString()
         return out
 
     def member_list(self, payload: bytes, meta: Metadata) -> bytes:
