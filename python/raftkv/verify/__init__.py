@@ -1,0 +1,2 @@
+"""Checkers for client histories recorded against an etcd-compatible cluster (issue 7's
+instrument): linearizability of each key's register history and monotonic revisions."""
