@@ -83,25 +83,43 @@ def _record(
     return best.entries_per_second
 
 
-def test_wal_pipelined_batches_of_64(benchmark: Any, figures: dict[str, dict[str, float]]) -> None:
+def _compare(
+    benchmark: Any,
+    figures: dict[str, dict[str, float]],
+    name: str,
+    native_run: Any,
+    plain_run: Any,
+    target: float,
+) -> None:
+    """Three native rounds (timed by pytest-benchmark) and two plain-Python ones, same run."""
     plain: list[walbench.Result] = []
     native: list[walbench.Result] = []
-    benchmark.pedantic(lambda: native.append(_native_pipelined()), rounds=3, iterations=1)
+    benchmark.pedantic(lambda: native.append(native_run()), rounds=3, iterations=1)
     for _ in range(2):
-        plain.append(_plain_pipelined())
-    n = _record(figures, "wal pipelined 64/batch, 8 in flight: native", native, 300_000)
-    p = _record(figures, "wal pipelined 64/batch: plain python", plain)
-    figures["wal pipelined ratio native/plain"] = {"ratio": n / p}
+        plain.append(plain_run())
+    n = _record(figures, f"wal {name}: native", native, target)
+    p = _record(figures, f"wal {name}: plain python", plain)
+    figures[f"wal {name}: ratio native/plain"] = {"ratio": n / p}
     benchmark.extra_info.update(native_entries_per_s=n, plain_entries_per_s=p, ratio=n / p)
+
+
+def test_wal_pipelined_batches_of_64(benchmark: Any, figures: dict[str, dict[str, float]]) -> None:
+    _compare(
+        benchmark,
+        figures,
+        "pipelined 64/batch, 8 in flight",
+        _native_pipelined,
+        _plain_pipelined,
+        300_000,
+    )
 
 
 def test_wal_256_concurrent_appenders(benchmark: Any, figures: dict[str, dict[str, float]]) -> None:
-    plain: list[walbench.Result] = []
-    native: list[walbench.Result] = []
-    benchmark.pedantic(lambda: native.append(_native_concurrent()), rounds=3, iterations=1)
-    for _ in range(2):
-        plain.append(_plain_concurrent())
-    n = _record(figures, "wal 256 concurrent single-entry: native", native, 50_000)
-    p = _record(figures, "wal 256 concurrent single-entry: plain python", plain)
-    figures["wal concurrent ratio native/plain"] = {"ratio": n / p}
-    benchmark.extra_info.update(native_entries_per_s=n, plain_entries_per_s=p, ratio=n / p)
+    _compare(
+        benchmark,
+        figures,
+        "256 concurrent single-entry",
+        _native_concurrent,
+        _plain_concurrent,
+        50_000,
+    )

@@ -350,14 +350,7 @@ impl Front {
         std::mem::replace(&mut *q, Vec::with_capacity(capacity))
     }
 
-    /// Answer a unary call; an unknown id (the client gave up) is ignored.
-    pub fn respond(&self, id: u64, result: Result<Bytes, Status>) {
-        if let Some(tx) = lock(&self.shared.unary).remove(&id) {
-            let _ = tx.send(result);
-        }
-    }
-
-    /// Answer many unary calls under one lock.
+    /// Answer unary calls under one lock; an unknown id (the client gave up) is ignored.
     pub fn respond_many(&self, results: Vec<(u64, Result<Bytes, Status>)>) {
         let mut senders = Vec::with_capacity(results.len());
         {

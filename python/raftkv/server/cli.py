@@ -177,6 +177,17 @@ def _status(endpoint: str, timeout: float) -> tuple[int, int] | None:
     return resp.header.member_id, resp.leader
 
 
+def _member_exited(procs: list[subprocess.Popen[bytes]], names: list[str], base: Path) -> bool:
+    """Report a member that exited (with where its log is)."""
+    for proc, name in zip(procs, names, strict=True):
+        if proc.poll() is not None:
+            print(
+                f"member {name} exited ({proc.returncode}); see {base}/{name}.log", file=sys.stderr
+            )
+            return True
+    return False
+
+
 def run_cluster(args: argparse.Namespace) -> int:
     client_ports = [int(p) for p in args.client_ports.split(",")]
     peer_ports = [int(p) for p in args.peer_ports.split(",")]
@@ -225,24 +236,20 @@ def run_cluster(args: argparse.Namespace) -> int:
         print(f"raftkv cluster: 3 members, data and logs under {base}/")
         deadline = time.monotonic() + args.wait
         leader = 0
+        ids: dict[int, str] = {}
         while time.monotonic() < deadline and not leader:
-            for proc, name in zip(procs, names, strict=True):
-                if proc.poll() is not None:
-                    print(
-                        f"member {name} exited ({proc.returncode}); see {base}/{name}.log",
-                        file=sys.stderr,
-                    )
-                    return 1
+            if _member_exited(procs, names, base):
+                return 1
             statuses = [_status(e, 1.0) for e in endpoints]
             leaders = {s[1] for s in statuses if s is not None and s[1]}
             if len(leaders) == 1 and all(s is not None for s in statuses):
                 leader = leaders.pop()
+                ids = {s[0]: e for s, e in zip(statuses, endpoints, strict=True) if s}
             else:
-                time.sleep(0.1)
+                time.sleep(0.1)  # poll interval while the members start
         if not leader:
             print(f"no leader within {args.wait:.0f}s; see {base}/*.log", file=sys.stderr)
             return 1
-        ids = {s[0]: e for e in endpoints if (s := _status(e, 1.0)) is not None}
         print("endpoints: " + ",".join(endpoints))
         print(f"leader:    {leader:x} at {ids.get(leader, '?')}")
         print(
@@ -257,13 +264,8 @@ def run_cluster(args: argparse.Namespace) -> int:
         )
         print("Ctrl-C stops the cluster.", flush=True)
         while signal.sigtimedwait(STOP_SIGNALS, 1.0) is None:
-            for proc, name in zip(procs, names, strict=True):
-                if proc.poll() is not None:
-                    print(
-                        f"member {name} exited ({proc.returncode}); see {base}/{name}.log",
-                        file=sys.stderr,
-                    )
-                    return 1
+            if _member_exited(procs, names, base):
+                return 1
         return 0
     except KeyboardInterrupt:
         return 0

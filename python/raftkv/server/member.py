@@ -118,7 +118,6 @@ class Member:
         self._scheduled = False
         self._in_ready = False
         self._stopped = False
-        self._leader_waiters: list[asyncio.Future[None]] = []
         self._soft_state_waiters: list[asyncio.Future[None]] = []
         self.on_apply: list[Callable[[int], None]] = []
 
@@ -349,11 +348,6 @@ class Member:
             self.transport.send_many([(m.to, encode_message(m, codec)) for m in messages])
 
     def _on_soft_state(self) -> None:
-        if self.core.lead != 0:
-            waiters, self._leader_waiters = self._leader_waiters, []
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
         changes, self._soft_state_waiters = self._soft_state_waiters, []
         for w in changes:
             if not w.done():
@@ -383,13 +377,6 @@ class Member:
                 await asyncio.wait_for(fut, left)
             except TimeoutError:
                 continue
-
-    async def wait_for_leader(self, timeout: float) -> None:
-        if self.core.lead != 0:
-            return
-        fut: asyncio.Future[None] = self._loop.create_future()
-        self._leader_waiters.append(fut)
-        await asyncio.wait_for(fut, timeout)
 
     def _apply(self, entries: list[Entry]) -> None:
         applied = self.sm.applied_index

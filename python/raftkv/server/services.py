@@ -118,7 +118,7 @@ class Services:
 
     def status(self, payload: bytes, meta: Metadata) -> bytes:
         m = self.member
-        size = self.store.db_size() if hasattr(self.store, "db_size") else 0
+        size = self.store.db_size()
         resp = rpc_pb2.StatusResponse(
             header=self._full_header(),
             version=ETCD_API_VERSION,
