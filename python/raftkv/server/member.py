@@ -321,13 +321,19 @@ class Member:
         core = self.core
         if rd.soft_state is not None:
             self._on_soft_state()
-        seq = self.raftlog.persist(rd.entries, rd.hard_state, rd.must_sync)
         leader = core.role == Role.LEADER
+        # A follower's answers (append acks, votes) may only leave once what they promise is
+        # durable: the WAL's writer thread sends them right after the fdatasync, sparing the
+        # round trip through this loop.
+        then_send = None
+        if not leader and rd.must_sync and rd.messages:
+            then_send = (self.transport.native, self._encode(rd.messages))
+        seq = self.raftlog.persist(rd.entries, rd.hard_state, rd.must_sync, then_send)
         if leader:
             self._send(rd.messages)  # the leader replicates while its own fsync runs
         if seq and rd.must_sync:
             await self.wal.durable(seq)
-        if not leader:
+        if not leader and not (then_send and seq):
             self._send(rd.messages)
         if rd.committed_entries:
             self._apply(rd.committed_entries)
@@ -342,10 +348,13 @@ class Member:
             self._fail_dropped_read(dr)
         core.advance()
 
+    def _encode(self, messages: list[Message]) -> list[tuple[int, bytes]]:
+        codec = self.raftlog.codec
+        return [(m.to, encode_message(m, codec)) for m in messages]
+
     def _send(self, messages: list[Message]) -> None:
         if messages:
-            codec = self.raftlog.codec
-            self.transport.send_many([(m.to, encode_message(m, codec)) for m in messages])
+            self.transport.send_many(self._encode(messages))
 
     def _on_soft_state(self) -> None:
         changes, self._soft_state_waiters = self._soft_state_waiters, []
