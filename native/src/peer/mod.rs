@@ -149,6 +149,10 @@ impl LinkState {
     }
 }
 
+/// Larger writes go through the link task: on loopback a write also runs the receiver's
+/// TCP processing, which would otherwise land on the caller's (busy) thread.
+const DIRECT_WRITE_MAX: usize = 16 * 1024;
+
 pub(crate) struct Queue {
     buf: BytesMut,
     frames: usize,
@@ -197,6 +201,9 @@ impl Peer {
         let mut q = self.lock_queue();
         if q.writing || q.frames == 0 {
             return q.frames == 0;
+        }
+        if q.buf.len() > DIRECT_WRITE_MAX {
+            return false;
         }
         let Some(sock) = q.direct.as_ref() else {
             return false;

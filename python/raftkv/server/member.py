@@ -235,7 +235,10 @@ class Member:
                 self._inbox.append(decode_message(data, codec))
             except WireError as exc:
                 log.warning("dropping a bad message from %x: %s", frm, exc)
-        self._kick()
+        # Step them now rather than a loop turn later: acks and appends are what a waiting
+        # client's latency is made of.
+        if not self._scheduled:
+            self._run()
 
     def _on_unreachable(self, peers: list[int]) -> None:
         for peer in peers:

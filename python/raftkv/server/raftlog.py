@@ -172,14 +172,17 @@ class DurableLog:
         """Append entries (replacing a conflicting suffix) and save the hard state; returns
         the WAL sequence number to wait on for durability (0: nothing written). Entries
         before the memory window are applied ones, identical to what we have: skipped.
-        ``sync=False`` (Raft's must_sync unset: only the commit index moved) skips the
-        fdatasync of its own; the next synced write covers it. ``then_send`` messages leave
-        from the WAL's writer thread once the write is durable (see ``Wal.append``)."""
+        ``sync=False`` (Raft's must_sync unset: only the commit index moved) writes nothing
+        unless there are entries. ``then_send`` messages leave from the WAL's writer thread
+        once the write is durable (see ``Wal.append``)."""
         wfirst = self.window.first_index
         if entries and entries[0].index < wfirst:
             entries = [e for e in entries if e.index >= wfirst]
         hs = None if hard_state is None else (hard_state.term, hard_state.vote, hard_state.commit)
-        if not entries and hs is None:
+        if not entries and (hs is None or not sync):
+            # Only the commit index moved: not worth a write (and a writer wake-up) of its
+            # own; it rides along with the next append. After a crash the member relearns it
+            # from the leader, and its state machine knows how far it applied.
             return 0
         records = self.codec.encode(list(entries)) if entries else b""
         if records:
