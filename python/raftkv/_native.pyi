@@ -271,6 +271,24 @@ class PeerTransportStats(TypedDict):
     inbox_bytes: int
     peers: dict[int, PeerLinkStats]
 
+class PeerLink:
+    """An inbound link read on the caller's event loop: watch ``fd`` for readability and
+    call ``read``. A newer link from the same member supersedes it."""
+
+    @property
+    def fd(self) -> int:
+        """The non-blocking socket (-1 once closed)."""
+    @property
+    def member_id(self) -> int: ...
+    @property
+    def ended(self) -> bool:
+        """The link is over; the last ``read`` delivered what came before its end."""
+    def read(self, budget: int = ...) -> list[tuple[int, bytes]] | None:
+        """Whole messages readable now (about ``budget`` bytes read at most), in order;
+        None once the link is over (closed, broken, superseded): stop watching ``fd``,
+        then ``close()``."""
+    def close(self) -> None: ...
+
 class PeerTransport:
     """Links to the other members of one cluster, started at once.
 
@@ -302,6 +320,7 @@ class PeerTransport:
         handshake_timeout: float = 5.0,
         write_timeout: float = 10.0,
         seed: int = 0,
+        inbound_handoff: bool = False,
     ) -> None:
         """Listen on ``listen`` (``host:port``, port 0 for a free one) and dial ``peers``
         (``(member_id, "host:port")``). TLS needs cert, key and trusted CA together; the
@@ -311,7 +330,10 @@ class PeerTransport:
         dropped), ``max_inbox_bytes`` received but not taken (beyond it readers pause, which
         pushes back on the senders). Links: retries back off from ``backoff_initial`` to
         ``backoff_max`` seconds with seeded jitter; a write not done within
-        ``write_timeout`` seconds closes the link (the peer stopped reading)."""
+        ``write_timeout`` seconds closes the link (the peer stopped reading).
+        ``inbound_handoff``: plaintext inbound links are handed over after their handshake
+        (``take_inbound``) to be read on the caller's event loop, not delivered through
+        ``take_received``."""
     @property
     def member_id(self) -> int: ...
     @property
@@ -337,6 +359,8 @@ class PeerTransport:
         write. ValueError (and nothing queued) if a message exceeds ``max_frame_size``."""
     def take_received(self) -> list[tuple[int, bytes]]:
         """Messages received since the last call, as (from_id, bytes), in order per sender."""
+    def take_inbound(self) -> list[PeerLink]:
+        """Inbound links handed over since the last call (``inbound_handoff=True``)."""
     def take_unreachable(self) -> list[int]:
         """Peers that dropped messages or lost their link since the last call."""
     def take_events(self) -> list[tuple[str, int, str]]:

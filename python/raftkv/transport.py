@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from raftkv._native import PeerTransport
+from raftkv._native import PeerLink, PeerTransport
 
 log = logging.getLogger("raftkv.transport")
 
@@ -84,6 +84,9 @@ class AsyncPeerTransport:
         self._fd = native.notify_fd
         self._loop.add_reader(self._fd, self._on_ready)
         self._closed = False
+        # Inbound links this loop reads itself (the native transport hands them over when
+        # created with inbound_handoff=True), by file descriptor.
+        self._links: dict[int, PeerLink] = {}
         # Turns that flushed at least one message, and messages flushed (for tests).
         self.flushes = 0
         self.flushed = 0
@@ -132,6 +135,15 @@ class AsyncPeerTransport:
 
     def _on_ready(self) -> None:
         native = self.native
+        for link in native.take_inbound():
+            fd = link.fd
+            if self._closed or fd < 0:
+                link.close()
+                continue
+            self._links[fd] = link
+            self._loop.add_reader(fd, self._on_link_readable, link)
+            # Bytes that came with the handshake are buffered already.
+            self._on_link_readable(link)
         received = native.take_received()
         unreachable = native.take_unreachable()
         events = native.take_events()
@@ -168,6 +180,25 @@ class AsyncPeerTransport:
                 level = logging.WARNING
             log.log(level, "member %x: peer %x %s: %s", me, peer, kind, detail)
 
+    def _on_link_readable(self, link: PeerLink) -> None:
+        batch = link.read()
+        if batch is None:  # over (closed, broken or superseded)
+            self._drop_link(link.fd)
+            return
+        if batch:
+            try:
+                self._on_receive(batch)
+            except Exception:
+                log.exception("on_receive callback failed")
+        if link.ended:
+            self._drop_link(link.fd)
+
+    def _drop_link(self, fd: int) -> None:
+        link = self._links.pop(fd, None)
+        if link is not None:
+            self._loop.remove_reader(fd)
+            link.close()
+
     async def close(self) -> None:
         """Hand over what this turn queued, then close every link and the listener.
 
@@ -177,5 +208,7 @@ class AsyncPeerTransport:
         self._flush()
         self._closed = True
         self._loop.remove_reader(self._fd)
+        for fd in list(self._links):
+            self._drop_link(fd)
         # Only aborts tasks and waits for them to drop their sockets: quick, no executor.
         self.native.close()

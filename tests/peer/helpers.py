@@ -17,6 +17,9 @@ TIMEOUT = 10.0
 FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.1}
 """Short backoff so reconnects in tests take milliseconds."""
 
+MODE: dict[str, bool] = {"inbound_handoff": False}
+"""Whether members read inbound links on their event loop (set per test by conftest)."""
+
 
 def numbered(seq: int, size: int = 64) -> bytes:
     """A message carrying its sequence number, padded to ``size`` bytes."""
@@ -54,7 +57,8 @@ class Member:
         cluster_id: int = CLUSTER,
         **options: Any,
     ) -> Member:
-        return cls(PeerTransport(member_id, cluster_id, listen, peers, **{**FAST, **options}))
+        options = {**FAST, "inbound_handoff": MODE["inbound_handoff"], **options}
+        return cls(PeerTransport(member_id, cluster_id, listen, peers, **options))
 
     @property
     def native(self) -> PeerTransport:

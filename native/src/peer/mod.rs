@@ -26,6 +26,8 @@ mod link;
 pub mod tls;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use inbound::SUPERSEDED;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -76,6 +78,10 @@ pub struct PeerOptions {
     pub write_timeout: Duration,
     /// Seed of the backoff jitter.
     pub seed: u64,
+    /// Plaintext inbound links are handed to the caller after the handshake
+    /// (`take_inbound`), to be read on its own thread (`InboundLink::read`) when its event
+    /// loop sees the socket readable: one thread hop less for every message received.
+    pub inbound_handoff: bool,
 }
 
 impl PeerOptions {
@@ -95,6 +101,7 @@ impl PeerOptions {
             handshake_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             seed: 0,
+            inbound_handoff: false,
         }
     }
 }
@@ -264,11 +271,16 @@ pub(crate) struct Inbox {
     inbound_gen: HashMap<u64, (u64, Arc<Notify>)>,
     next_gen: u64,
     recv: HashMap<u64, RecvCounters>,
+    /// Inbound links waiting for the caller to take them (`PeerOptions::inbound_handoff`).
+    handoffs: Vec<InboundLink>,
 }
 
 impl Inbox {
     fn is_empty(&self) -> bool {
-        self.received.is_empty() && self.unreachable.is_empty() && self.events.is_empty()
+        self.received.is_empty()
+            && self.unreachable.is_empty()
+            && self.events.is_empty()
+            && self.handoffs.is_empty()
     }
 }
 
@@ -621,6 +633,14 @@ impl PeerTransport {
         out
     }
 
+    /// Inbound links handed over since the last call (see `PeerOptions::inbound_handoff`).
+    pub fn take_inbound(&self) -> Vec<InboundLink> {
+        let mut inbox = self.shared.lock_inbox();
+        let out = std::mem::take(&mut inbox.handoffs);
+        self.shared.unsignal_if_empty(&mut inbox);
+        out
+    }
+
     pub fn take_events(&self) -> Vec<Event> {
         let mut inbox = self.shared.lock_inbox();
         let out = std::mem::take(&mut inbox.events).into_iter().collect();
@@ -732,6 +752,165 @@ impl Drop for PeerTransport {
     fn drop(&mut self) {
         // Aborted tasks release their sockets as soon as a runtime thread polls them.
         self.shutdown();
+    }
+}
+
+/// An inbound plaintext link after its handshake, read by the caller: `read` whenever the
+/// socket is readable (it is non-blocking).
+pub struct InboundLink {
+    shared: Arc<Shared>,
+    from: u64,
+    generation: u64,
+    sock: Option<std::net::TcpStream>,
+    buf: BytesMut,
+    /// Why the link is over, once it is (reported by `close`).
+    ended: Option<String>,
+}
+
+impl InboundLink {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        from: u64,
+        generation: u64,
+        sock: std::net::TcpStream,
+        buf: BytesMut,
+    ) -> Self {
+        InboundLink {
+            shared,
+            from,
+            generation,
+            sock: Some(sock),
+            buf,
+            ended: None,
+        }
+    }
+
+    pub fn from(&self) -> u64 {
+        self.from
+    }
+
+    /// Whether the link is over (the last `read` delivered what came before the end).
+    pub fn ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    pub fn fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.sock.as_ref().map_or(-1, |s| s.as_raw_fd())
+    }
+
+    /// Whole messages readable now, in order (at most about `budget` bytes read per call);
+    /// `Err(reason)` once the link is over (closed, broken, superseded): stop watching the
+    /// socket, then `close` it.
+    pub fn read(&mut self, budget: usize) -> Result<Vec<Bytes>, String> {
+        use std::io::Read;
+        if let Some(reason) = &self.ended {
+            return Err(reason.clone());
+        }
+        let Some(sock) = self.sock.as_mut() else {
+            return Err("link closed".into());
+        };
+        let max = self.shared.opts.max_frame;
+        let mut out = Vec::new();
+        let mut read = 0;
+        let mut end = None;
+        loop {
+            loop {
+                match frame::decode(&mut self.buf, max) {
+                    Ok(Some(f)) if f.kind == frame::Kind::Msg => out.push(f.body),
+                    Ok(Some(f)) => {
+                        end = Some(format!("unexpected {:?} frame after the handshake", f.kind));
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        end = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            if end.is_some() {
+                self.shared
+                    .counters
+                    .frame_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            if read >= budget {
+                break;
+            }
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(64 * 1024);
+            }
+            let spare = self.buf.spare_capacity_mut();
+            // SAFETY: `read` only writes into the slice; we only advance over what it wrote.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(spare.as_mut_ptr() as *mut u8, spare.len())
+            };
+            match sock.read(dst) {
+                Ok(0) => {
+                    end = Some(if self.buf.is_empty() {
+                        "closed by peer".into()
+                    } else {
+                        "closed by peer in the middle of a frame".into()
+                    });
+                    break;
+                }
+                Ok(n) => {
+                    unsafe { self.buf.set_len(self.buf.len() + n) };
+                    read += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    end = Some(format!("read: {e}"));
+                    break;
+                }
+            }
+        }
+        {
+            let mut inbox = self.shared.lock_inbox();
+            if inbox.inbound_gen.get(&self.from).map(|(g, _)| *g) != Some(self.generation) {
+                end = Some(SUPERSEDED.into());
+                out.clear(); // never delivered after a newer connection's messages
+            } else if !out.is_empty() {
+                let r = inbox.recv.entry(self.from).or_default();
+                r.frames += out.len() as u64;
+                r.bytes += out.iter().map(|b| b.len() as u64).sum::<u64>();
+            }
+        }
+        match end {
+            Some(reason) if out.is_empty() => {
+                self.ended = Some(reason.clone());
+                Err(reason)
+            }
+            // Deliver what came before the end; the next call reports it.
+            Some(reason) => {
+                self.ended = Some(reason);
+                Ok(out)
+            }
+            None => Ok(out),
+        }
+    }
+
+    /// Close the socket (idempotent); `reason` unless the link had ended already.
+    pub fn close(&mut self, reason: &str) {
+        if self.sock.take().is_none() {
+            return;
+        }
+        let reason = self.ended.take().unwrap_or_else(|| reason.to_string());
+        let mut inbox = self.shared.lock_inbox();
+        if inbox.inbound_gen.get(&self.from).map(|(g, _)| *g) == Some(self.generation) {
+            inbox.inbound_gen.remove(&self.from);
+        }
+        drop(inbox);
+        self.shared.event("inbound_closed", self.from, reason);
+    }
+}
+
+impl Drop for InboundLink {
+    fn drop(&mut self) {
+        self.close("dropped");
     }
 }
 

@@ -11,8 +11,8 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::peer::frame::{self, Hello, Kind};
 use crate::peer::{
-    PeerError, PeerOptions, PeerTransport, TlsFiles, DEFAULT_MAX_FRAME, DEFAULT_MAX_INBOX_BYTES,
-    DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_QUEUE_FRAMES,
+    InboundLink, PeerError, PeerOptions, PeerTransport, TlsFiles, DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_INBOX_BYTES, DEFAULT_MAX_QUEUE_BYTES, DEFAULT_MAX_QUEUE_FRAMES,
 };
 
 create_exception!(
@@ -54,6 +54,58 @@ pub(crate) fn batch_item<'py>(item: Bound<'py, PyAny>) -> PyResult<(u64, Bound<'
     Ok((peer, data))
 }
 
+/// An inbound link read by the caller's event loop.
+#[pyclass(name = "PeerLink", module = "raftkv._native")]
+pub struct PyPeerLink {
+    inner: InboundLink,
+}
+
+#[pymethods]
+impl PyPeerLink {
+    /// The socket to watch for readability (-1 once closed).
+    #[getter]
+    fn fd(&self) -> i32 {
+        self.inner.fd()
+    }
+
+    /// The member at the other end.
+    #[getter]
+    fn member_id(&self) -> u64 {
+        self.inner.from()
+    }
+
+    /// Whether the link is over: the last `read` delivered what came before its end.
+    #[getter]
+    fn ended(&self) -> bool {
+        self.inner.ended()
+    }
+
+    /// Messages readable now, as `[(from_id, bytes), ...]` (reads about `budget` bytes at
+    /// most); None once the link is over: stop watching `fd`, then `close()`.
+    #[pyo3(signature = (budget = 256 * 1024))]
+    fn read<'py>(
+        &mut self,
+        py: Python<'py>,
+        budget: usize,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        match self.inner.read(budget) {
+            Ok(msgs) => {
+                let from = self.inner.from();
+                let items = msgs
+                    .iter()
+                    .map(|body| (from, PyBytes::new(py, body)).into_pyobject(py))
+                    .collect::<PyResult<Vec<_>>>()?;
+                Ok(Some(PyList::new(py, items)?))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn close(&mut self) {
+        self.inner.close("closed by the caller");
+    }
+}
+
 #[pyclass(name = "PeerTransport", module = "raftkv._native", frozen)]
 pub struct PyPeerTransport {
     pub(crate) inner: PeerTransport,
@@ -68,7 +120,7 @@ impl PyPeerTransport {
         max_frame_size = DEFAULT_MAX_FRAME, max_queue_bytes = DEFAULT_MAX_QUEUE_BYTES,
         max_queue_frames = DEFAULT_MAX_QUEUE_FRAMES, max_inbox_bytes = DEFAULT_MAX_INBOX_BYTES,
         backoff_initial = 0.05, backoff_max = 2.0, connect_timeout = 3.0,
-        handshake_timeout = 5.0, write_timeout = 10.0, seed = 0
+        handshake_timeout = 5.0, write_timeout = 10.0, seed = 0, inbound_handoff = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -91,6 +143,7 @@ impl PyPeerTransport {
         handshake_timeout: f64,
         write_timeout: f64,
         seed: u64,
+        inbound_handoff: bool,
     ) -> PyResult<Self> {
         let tls = match (cert_file, key_file, trusted_ca_file) {
             (None, None, None) if !client_cert_auth => None,
@@ -118,6 +171,7 @@ impl PyPeerTransport {
         opts.handshake_timeout = seconds("handshake_timeout", handshake_timeout)?;
         opts.write_timeout = seconds("write_timeout", write_timeout)?;
         opts.seed = seed;
+        opts.inbound_handoff = inbound_handoff;
         let mut initial: Vec<(u64, String)> = Vec::new();
         if let Some(peers) = peers {
             let items = match peers.downcast::<PyDict>() {
@@ -197,6 +251,15 @@ impl PyPeerTransport {
         let batch: Vec<(u64, &[u8])> = owned.iter().map(|(p, b)| (*p, b.as_bytes())).collect();
         let out = self.inner.send_batch(&batch).map_err(peer_err)?;
         Ok((out.queued, out.dropped))
+    }
+
+    /// Inbound links handed over since the last call (``inbound_handoff=True``).
+    fn take_inbound(&self) -> Vec<PyPeerLink> {
+        self.inner
+            .take_inbound()
+            .into_iter()
+            .map(|inner| PyPeerLink { inner })
+            .collect()
     }
 
     /// Every frame received since the last call, as `[(from_id, bytes), ...]`.
@@ -312,6 +375,7 @@ fn encode_peer_hello<'py>(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<PyPeerTransport>()?;
+    m.add_class::<PyPeerLink>()?;
     m.add("PeerTransportError", py.get_type::<PeerTransportError>())?;
     m.add(
         "PeerTransportClosedError",

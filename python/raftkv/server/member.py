@@ -156,6 +156,8 @@ class Member:
                 key_file=config.peer_key_file,
                 trusted_ca_file=config.peer_trusted_ca_file,
                 client_cert_auth=config.peer_client_cert_auth,
+                # plaintext links are read on this loop: a thread hop less per message
+                inbound_handoff=True,
             ),
             on_receive=self._on_peer_messages,
             on_unreachable=self._on_unreachable,
