@@ -101,6 +101,9 @@ class FrontServer:
         self._fd = front.notify_fd
         self._loop.add_reader(self._fd, self._on_events)
         self._closed = False
+        # Called after each batch of calls is dispatched (the member steps the proposals
+        # they queued at once rather than a loop turn later).
+        self.after_events: Callable[[], None] | None = None
 
     @staticmethod
     def _method_id(path: str, want: str) -> int:
@@ -144,6 +147,11 @@ class FrontServer:
                 if entry is not None:
                     entry[0].congested = False
                     self._guard(entry, entry[1].on_writable)
+        if self.after_events is not None:
+            try:
+                self.after_events()
+            except Exception:
+                log.exception("after_events callback failed")
         self._schedule_flush()
 
     def _dispatch_unary(

@@ -40,6 +40,7 @@ async def serve(config: MemberConfig) -> None:
     )
     server = FrontServer(front, services.unary_handlers())
     member.on_apply.append(lambda _index: server.flush_soon())
+    server.after_events = member.run_pending
     log.info(
         "member %s (%x) of cluster %x serving clients on %s, peers on %s",
         config.name,

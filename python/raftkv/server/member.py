@@ -117,6 +117,7 @@ class Member:
         self._released_reads: list[tuple[int, list[asyncio.Future[None]]]] = []
         self._scheduled = False
         self._in_ready = False
+        self._in_run = False
         self._stopped = False
         self._soft_state_waiters: list[asyncio.Future[None]] = []
         self.on_apply: list[Callable[[int], None]] = []
@@ -309,14 +310,27 @@ class Member:
             core.read_index(ctx)
         # Readies that need no fsync finish here and now; one that does resumes from the
         # WAL's completion callback. A few per turn at most, so inputs keep flowing.
-        for _ in range(4):
-            if self._in_ready or self._stopped or not core.has_ready():
-                break
-            self._in_ready = True
-            try:
-                self._handle_ready(core.ready())
-            except Exception:
-                self._fail("processing a Ready failed")
+        self._in_run = True
+        try:
+            for _ in range(4):
+                if self._in_ready or self._stopped or not core.has_ready():
+                    break
+                self._in_ready = True
+                try:
+                    self._handle_ready(core.ready())
+                except Exception:
+                    self._fail("processing a Ready failed")
+                    return
+        finally:
+            self._in_run = False
+        if not self._in_ready and core.has_ready():
+            self._kick()
+
+    def run_pending(self) -> None:
+        """Step what this loop turn queued now instead of in the next turn (the client
+        front calls it after each batch of calls)."""
+        if self._scheduled:
+            self._run()
 
     def _fail(self, what: str) -> None:
         log.exception("%s; stopping this member", what)
@@ -389,7 +403,8 @@ class Member:
             self._fail_dropped_read(dr)
         core.advance()
         self._in_ready = False
-        self._kick()
+        if not self._in_run:  # called back by the WAL: carry on at once
+            self._run()
 
     def _encode(self, messages: list[Message]) -> list[tuple[int, bytes]]:
         codec = self.raftlog.codec
