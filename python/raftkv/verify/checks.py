@@ -27,7 +27,7 @@ _KINDS = {PUT: Kind.PUT, GET: Kind.GET, DELETE: Kind.DELETE, CAS: Kind.CAS}
 
 def to_ops(records: Iterable[Record]) -> list[Op]:
     """The linearizable part of the history, as the checker's operations (serializable reads
-    are left out: they may legitimately be stale)."""
+    are left out: they may legitimately be stale; so are failed reads: no effect)."""
     return [
         Op(
             r.client,
@@ -41,7 +41,7 @@ def to_ops(records: Iterable[Record]) -> list[Op]:
             revision=r.revision,
         )
         for r in records
-        if r.kind != SGET
+        if r.kind != SGET and not (r.kind == GET and r.complete is None)
     ]
 
 

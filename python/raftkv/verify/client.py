@@ -7,8 +7,8 @@ machine, so invocations and completions of different workers compare directly.
 What an error means for a write decides the checker's freedom: an operation that certainly
 did not happen is dropped; one that may have happened (the call timed out, the connection
 broke after sending, the server said "request timed out") is recorded with ``complete=None``
-and may take effect at any time after its invocation, or never. Failed reads are dropped
-(reads have no effect).
+and may take effect at any time after its invocation, or never. Failed reads are recorded
+with an unknown outcome too, but the checker drops them (reads have no effect).
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def _one(
     expect: bytes | None,
     rng: random.Random,
 ) -> Record | None:
-    """Run one operation; None when it certainly had no effect (or was a failed read)."""
+    """Run one operation; None when it was a write that certainly had no effect."""
     t0 = time.monotonic()
     try:
         if kind in (GET, SGET):
@@ -245,7 +245,12 @@ def _one(
             revision=resp.header.revision,
         )
     except grpc.RpcError as e:
-        if kind in (GET, SGET) or definite_failure(e):
+        if kind in (GET, SGET):
+            # kept (with an unknown outcome) to show where reads were tried; a read has no
+            # effect, so the checker leaves it out
+            recorded = GET if cfg.mislabel_serializable else kind
+            return Record(cfg.client, ep.target, recorded, key, t0, None, error=error_text(e))
+        if definite_failure(e):
             return None
         return Record(
             cfg.client,
@@ -276,6 +281,12 @@ class Workers:
     def start(self) -> None:
         for p in self.procs:
             p.start()
+
+    def check(self) -> None:
+        """Raise if a worker died before being told to stop (its records would be lost)."""
+        for p in self.procs:
+            if p.exitcode is not None and not self.stop_event.is_set():
+                raise RuntimeError(f"worker {p.name} exited early ({p.exitcode})")
 
     def stop(self, deadline_s: float = 60.0) -> list[Record]:
         """Stop the workers and gather their records (a worker that does not report within

@@ -34,6 +34,7 @@ class Event:
     action: str  # "inject" or "heal"
     detail: str
     killed: list[str] = field(default_factory=list)
+    victims: list[str] = field(default_factory=list)  # endpoints of the members it hit
 
 
 class Nemesis:
@@ -46,8 +47,11 @@ class Nemesis:
     def heal(self, target: Endpoints) -> Event | None:
         return None
 
-    def _event(self, detail: str, killed: list[str] | None = None) -> Event:
-        return Event(time.monotonic(), self.name, "inject", detail, killed or [])
+    def _event(
+        self, detail: str, killed: list[str] | None = None, victims: list[Member] | None = None
+    ) -> Event:
+        hit = [m.endpoint for m in victims or []]
+        return Event(time.monotonic(), self.name, "inject", detail, killed or [], hit)
 
 
 def _pick(target: Endpoints, role: str, rng: random.Random) -> Member | None:
@@ -87,7 +91,7 @@ class Kill(Nemesis):
         if self.victim is None:
             return self._event(f"skipped: no {self.role}")
         c.kill(self.victim)
-        return self._event(f"SIGKILL {self.victim.name}", killed=[self.victim.endpoint])
+        return self._event(f"SIGKILL {self.victim.name}", [self.victim.endpoint], [self.victim])
 
     def heal(self, target: Endpoints) -> Event | None:
         if self.victim is None:
@@ -114,7 +118,7 @@ class Pause(Nemesis):
         if self.victim is None:
             return self._event(f"skipped: no {self.role}")
         c.pause(self.victim)
-        return self._event(f"SIGSTOP {self.victim.name}")
+        return self._event(f"SIGSTOP {self.victim.name}", victims=[self.victim])
 
     def heal(self, target: Endpoints) -> Event | None:
         if self.victim is None:
@@ -147,14 +151,14 @@ class Partition(Nemesis):
         if self.mode == "bridge":
             a, b, z = rng.sample(c.members, 3)
             c.cut(a, z)
-            return self._event(f"cut {a.name}-{z.name}, {b.name} bridges")
+            return self._event(f"cut {a.name}-{z.name}, {b.name} bridges", victims=[a, z])
         alone = _pick(c, "leader" if self.mode == "leader" else "any", rng)
         if alone is None:
             return self._event(f"skipped: no {'leader' if self.mode == 'leader' else 'member'}")
         for other in c.members:
             if other is not alone:
                 c.cut(alone, other)
-        return self._event(f"isolate {alone.name}")
+        return self._event(f"isolate {alone.name}", victims=[alone])
 
     def heal(self, target: Endpoints) -> Event | None:
         _cluster(target).heal_network()

@@ -242,6 +242,7 @@ def run(
     records: list[Record] = []
     try:
         while time.monotonic() < end:
+            workers.check()
             if nemeses:
                 nem = rng.choice(nemeses)
                 events.append(nem.inject(target, rng))
