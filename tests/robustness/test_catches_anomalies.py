@@ -22,7 +22,7 @@ STALE_READS = Scenario(
 
 def test_mislabelled_serializable_reads_are_caught() -> None:
     r = run_scenario(
-        "raftkv", STALE_READS, RunConfig(seconds=10, seed=31, mislabel_serializable=True)
+        "raftkv", STALE_READS, RunConfig(seconds=8, seed=31, mislabel_serializable=True)
     )
     report = r.render()
     assert not r.ok, f"stale reads went unnoticed:\n{report}"
@@ -33,6 +33,6 @@ def test_mislabelled_serializable_reads_are_caught() -> None:
 
 def test_same_run_with_honest_labels_is_clean() -> None:
     """Control: the same schedule with reads recorded as what they are passes."""
-    r = run_scenario("raftkv", STALE_READS, RunConfig(seconds=10, seed=31))
+    r = run_scenario("raftkv", STALE_READS, RunConfig(seconds=8, seed=31))
     assert r.ok, r.render()
     assert sum(1 for x in r.records if x.kind == "sget" and x.complete is not None) > 100
