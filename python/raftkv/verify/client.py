@@ -106,6 +106,7 @@ class WorkerConfig:
     # test hook: record serializable reads as linearizable ones, which is wrong (they may be
     # stale); the harness must then report anomalies
     mislabel_serializable: bool = False
+    slot: int = 0  # index in the progress array
 
 
 class _Endpoint:
@@ -133,9 +134,10 @@ def _cas_request(key: bytes, expect: bytes | None, value: bytes) -> rpc_pb2.TxnR
     return rpc_pb2.TxnRequest(compare=[cmp], success=[put])
 
 
-def run_worker(cfg: WorkerConfig, stop: Any, out: Any) -> None:
+def run_worker(cfg: WorkerConfig, stop: Any, out: Any, progress: Any = None) -> None:
     """Run operations until ``stop`` (an Event) is set, or the op/time bound is reached; then
-    put the list of records on ``out``."""
+    put the list of records on ``out``. ``progress`` (a shared array, one slot per worker,
+    each written by its worker only) shows the parent how far it got."""
     rng = random.Random(cfg.seed)
     eps = [_Endpoint(t) for t in cfg.endpoints]
     records: list[Record] = []
@@ -166,6 +168,8 @@ def run_worker(cfg: WorkerConfig, stop: Any, out: Any) -> None:
             if rec.complete is None:
                 ep.cooldown_until = time.monotonic() + 0.1
             records.append(rec)
+            if progress is not None:
+                progress[cfg.slot] = len(records)
             if rec.kind in (GET, SGET) and rec.complete is not None:
                 seen[key] = rec.result if not isinstance(rec.result, bool) else None
             elif (rec.kind == PUT and rec.complete is not None) or rec.result is True:
@@ -273,10 +277,19 @@ class Workers:
         ctx = mp.get_context("spawn")
         self.stop_event = ctx.Event()
         self.out: Any = ctx.Queue()
+        self.progress: Any = ctx.Array("q", len(configs), lock=False)
+        for i, c in enumerate(configs):
+            c.slot = i
         self.procs = [
-            ctx.Process(target=run_worker, args=(c, self.stop_event, self.out), daemon=True)
+            ctx.Process(
+                target=run_worker, args=(c, self.stop_event, self.out, self.progress), daemon=True
+            )
             for c in configs
         ]
+
+    def ops(self) -> int:
+        """Operations recorded so far, over all workers."""
+        return sum(self.progress)
 
     def start(self) -> None:
         for p in self.procs:

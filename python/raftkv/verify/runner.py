@@ -214,7 +214,8 @@ def run(
 ) -> RunResult:
     """Run ``scenario`` against an already started ``target`` and check the history."""
     rng = random.Random(cfg.seed)
-    prefix = f"/raftkv-verify/{cfg.seed}-{uuid.UUID(int=rng.getrandbits(128)).hex[:8]}/"
+    # a fresh prefix each run, even a replay: the keys must start absent
+    prefix = f"/raftkv-verify/{cfg.seed}-{uuid.uuid4().hex[:8]}/"
     keys = [f"{prefix}k{i:02d}".encode() for i in range(cfg.keys)]
     nemeses = [NEMESES[n]() for n in scenario.nemeses]
     if not target.controls_processes:
@@ -256,7 +257,8 @@ def run(
             if now - last_progress >= 10:
                 last_progress = now
                 done = f"{now - started:.0f}/{cfg.seconds:.0f}s"
-                log(f"  {scenario.name}: {done}, {len(events)} nemesis events")
+                faults = sum(1 for e in events if e.action == "inject")
+                log(f"  {scenario.name}: {done}, {workers.ops():,} ops, {faults} faults")
     finally:
         records = workers.stop()
         if isinstance(target, NetnsCluster):
