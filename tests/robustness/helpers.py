@@ -3,7 +3,6 @@ faults before its 'no anomalies' means anything."""
 
 from __future__ import annotations
 
-from raftkv.verify.client import GET, Record
 from raftkv.verify.runner import RunResult
 
 
@@ -15,10 +14,3 @@ def assert_clean_run(r: RunResult, min_ops: int = 300) -> None:
     injected = [e for e in r.events if e.action == "inject" and not e.detail.startswith("skip")]
     assert len(injected) >= 2, f"the nemesis hardly acted:\n{report}"
     assert len(r.final) > 0, report
-
-
-def reads_during(r: RunResult, endpoint: str, start: float, end: float) -> list[Record]:
-    """Linearizable reads sent to ``endpoint`` while a fault held (start, end)."""
-    return [
-        x for x in r.records if x.kind == GET and x.endpoint == endpoint and start < x.invoke < end
-    ]

@@ -22,7 +22,9 @@ from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2
 from raftkv.verify import checks
 from raftkv.verify.client import (
     CAS,
+    GET,
     KINDS,
+    SGET,
     Mix,
     Record,
     WorkerConfig,
@@ -132,6 +134,23 @@ class RunResult:
             (unknown if r.complete is None else done)[r.kind] += 1
         return {k: (done[k], unknown[k]) for k in KINDS}
 
+    def isolated_reads(self) -> tuple[int, int]:
+        """(answered, failed) linearizable reads sent to a member while it was cut off by a
+        partition: the reads that a stale old leader would get wrong."""
+        answered = failed = 0
+        heals = [e.time for e in self.events if e.action == "heal"]
+        for inj in self.events:
+            if inj.action != "inject" or not inj.nemesis.startswith("partition"):
+                continue
+            end = min((t for t in heals if t > inj.time), default=inj.time)
+            for r in self.records:
+                if r.kind == GET and r.endpoint in inj.victims and inj.time < r.invoke < end:
+                    if r.complete is None:
+                        failed += 1
+                    else:
+                        answered += 1
+        return answered, failed
+
     def render(self) -> str:
         faults = Counter(e.nemesis for e in self.events if e.action == "inject")
         cas_ok = sum(1 for r in self.records if r.kind == CAS and r.result is True)
@@ -139,11 +158,19 @@ class RunResult:
             f"scenario {self.scenario} on {self.target}, seed {self.seed}, "
             f"{self.seconds:.0f}s of load",
             "operations: "
-            + ", ".join(f"{k} {d} ok/{u} unknown" for k, (d, u) in self.counts().items())
+            + ", ".join(
+                f"{k} {d} ok/{u} {'failed' if k in (GET, SGET) else 'unknown'}"
+                for k, (d, u) in self.counts().items()
+            )
             + f" (cas succeeded {cas_ok}); final reads {len(self.final)}",
             "faults: " + (", ".join(f"{n} x{c}" for n, c in sorted(faults.items())) or "none"),
             f"convergence: {self.convergence}",
         ]
+        if any(e.nemesis.startswith("partition") for e in self.events):
+            ok, failed = self.isolated_reads()
+            lines.append(
+                f"linearizable reads at partitioned members: {ok} answered, {failed} failed"
+            )
         if self.anomalies:
             lines.append(f"ANOMALIES ({len(self.anomalies)}):")
             lines.extend(f"  - {a}" for a in self.anomalies[:50])
