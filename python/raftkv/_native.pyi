@@ -100,13 +100,20 @@ class Wal:
 
     def __init__(self, path: str | PathLike[str], segment_size: int = ...) -> None: ...
     def append(
-        self, entries: bytes, hard_state: tuple[int, int, int] | None = None, sync: bool = True
+        self,
+        entries: bytes,
+        hard_state: tuple[int, int, int] | None = None,
+        sync: bool = True,
+        then_send: tuple[PeerTransport, list[tuple[int, bytes]]] | None = None,
     ) -> int:
         """Queue encoded consecutive entries, and optionally a hard state (term, vote,
         commit) made durable in the same sync. An index already in the log replaces that
         entry and all after it; a gap raises ValueError. Returns a sequence number.
         ``sync=False``: a group of only such appends is written without an fdatasync (for
-        state that need not be durable at once, like a moved commit index)."""
+        state that need not be durable at once, like a moved commit index).
+        ``then_send=(transport, [(peer_id, bytes), ...])``: the writer thread sends these
+        messages the moment the append is durable (never if the log fails); the append is
+        then always synced."""
     def save_hard_state(self, term: int, vote: int, commit: int) -> int: ...
     def truncate_suffix(self, index: int) -> int:
         """Discard entries at ``index`` and after (a Raft conflict)."""

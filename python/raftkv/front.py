@@ -227,6 +227,14 @@ class FrontServer:
         self.front.stream_close(stream_id, int(code), message)
         self._streams.pop(stream_id, None)
 
+    def flush_soon(self) -> None:
+        """Flush right after the callbacks queued so far on the loop: called once a batch of
+        results is set, it sends their answers in the same turn as their done-callbacks run
+        instead of one turn later."""
+        if not self._flush_scheduled and not self._closed:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and (self._responses or self._outgoing):
             self._flush_scheduled = True

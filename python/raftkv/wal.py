@@ -8,10 +8,16 @@ that the last sync covered, in order.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
+from collections.abc import Callable
 from os import PathLike
 
 from raftkv._native import DEFAULT_SEGMENT_SIZE, Wal, WalClosedError, WalError
+
+log = logging.getLogger(__name__)
+
+DurableCallback = Callable[[BaseException | None], None]
 
 
 class AsyncWal:
@@ -25,7 +31,8 @@ class AsyncWal:
     def __init__(self, wal: Wal, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.wal = wal
         self._loop = loop or asyncio.get_running_loop()
-        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        # futures to resolve, or callbacks to call (with None, or the error) on the loop
+        self._waiters: deque[tuple[int, asyncio.Future[None] | DurableCallback]] = deque()
         self._fd = wal.notify_fd
         self._loop.add_reader(self._fd, self._on_synced)
         self._closed = False
@@ -47,15 +54,28 @@ class AsyncWal:
             return
         waiters = self._waiters
         while waiters and waiters[0][0] <= synced:
-            _, fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
+            _, w = waiters.popleft()
+            if isinstance(w, asyncio.Future):
+                if not w.done():
+                    w.set_result(None)
+            else:
+                self._call(w, None)
+
+    @staticmethod
+    def _call(callback: DurableCallback, exc: BaseException | None) -> None:
+        try:
+            callback(exc)
+        except Exception:
+            log.exception("WAL durability callback failed")
 
     def _fail_all(self, exc: BaseException) -> None:
         while self._waiters:
-            _, fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_exception(exc)
+            _, w = self._waiters.popleft()
+            if isinstance(w, asyncio.Future):
+                if not w.done():
+                    w.set_exception(exc)
+            else:
+                self._call(w, exc)
 
     def durable(self, seq: int) -> asyncio.Future[None]:
         """A future that resolves once sequence number ``seq`` is durable."""
@@ -67,6 +87,17 @@ class AsyncWal:
         else:
             self._waiters.append((seq, fut))
         return fut
+
+    def on_durable(self, seq: int, callback: DurableCallback) -> None:
+        """Call ``callback(None)`` on the loop as soon as ``seq`` is durable (right away if
+        it is), without a task or a future in between; ``callback(error)`` if the log
+        fails or closes first."""
+        if self._closed:
+            self._call(callback, WalClosedError("write-ahead log is closed"))
+        elif seq <= self.wal.synced_seq:
+            self._call(callback, None)
+        else:
+            self._waiters.append((seq, callback))
 
     def append_nowait(self, entries: bytes, hard_state: tuple[int, int, int] | None = None) -> int:
         """Queue entries; returns the sequence number to pass to :meth:`durable`."""

@@ -1,5 +1,6 @@
 //! The outgoing link to one peer: dial, hello, write queued chunks, reconnect with backoff.
 
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,12 +29,18 @@ pub(crate) async fn run(shared: Arc<Shared>, peer: Arc<Peer>) {
         let addr = peer.addr();
         let addr_gen = peer.addr_gen.load(Ordering::Acquire);
         let failure = match connect(&shared, &peer, &addr).await {
-            Ok(conn) => {
+            Ok((conn, direct)) => {
                 peer.counters.connects.fetch_add(1, Ordering::Relaxed);
-                peer.lock_queue().state = LinkState::Connected;
+                {
+                    let mut q = peer.lock_queue();
+                    q.state = LinkState::Connected;
+                    q.direct = direct;
+                    q.writing = false;
+                }
                 shared.event("connected", peer.id, addr.clone());
                 let began = Instant::now();
                 let reason = pump(&peer, conn, addr_gen, opts.write_timeout).await;
+                peer.lock_queue().direct = None;
                 peer.counters.disconnects.fetch_add(1, Ordering::Relaxed);
                 shared.event("disconnected", peer.id, format!("{addr}: {reason}"));
                 if peer.addr_gen.load(Ordering::Acquire) != addr_gen {
@@ -90,7 +97,10 @@ pub(crate) async fn run(shared: Arc<Shared>, peer: Arc<Peer>) {
 }
 
 /// Dial, (TLS,) hello, and check the answer names our cluster and the member we meant.
-async fn connect(shared: &Shared, peer: &Peer, addr: &str) -> Result<Box<dyn Io>, String> {
+/// A connected link, and for plaintext a second handle on its socket for direct writes.
+type Connection = (Box<dyn Io>, Option<std::net::TcpStream>);
+
+async fn connect(shared: &Shared, peer: &Peer, addr: &str) -> Result<Connection, String> {
     let opts = &shared.opts;
     let attempt = async {
         let tcp = TcpStream::connect(addr)
@@ -99,6 +109,7 @@ async fn connect(shared: &Shared, peer: &Peer, addr: &str) -> Result<Box<dyn Io>
         tcp.set_nodelay(true)
             .map_err(|e| format!("set TCP_NODELAY: {e}"))?;
         super::set_keepalive(&tcp);
+        let mut direct = None;
         let mut io: Box<dyn Io> = match &shared.tls {
             Some(t) => {
                 let name = tls::server_name(addr)?;
@@ -108,7 +119,14 @@ async fn connect(shared: &Shared, peer: &Peer, addr: &str) -> Result<Box<dyn Io>
                     .map_err(|e| format!("TLS handshake: {e}"))?;
                 Box::new(stream)
             }
-            None => Box::new(tcp),
+            None => {
+                direct = tcp
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .ok()
+                    .map(std::net::TcpStream::from);
+                Box::new(tcp)
+            }
         };
         let mut out = BytesMut::new();
         frame::encode_hello(
@@ -138,7 +156,7 @@ async fn connect(shared: &Shared, peer: &Peer, addr: &str) -> Result<Box<dyn Io>
                 peer.id
             ));
         }
-        Ok(io)
+        Ok((io, direct))
     };
     timeout(opts.connect_timeout + opts.handshake_timeout, attempt)
         .await
@@ -177,9 +195,11 @@ async fn pump(peer: &Peer, conn: Box<dyn Io>, addr_gen: u64, write_timeout: Dura
     loop {
         let chunk = {
             let mut q = peer.lock_queue();
+            q.writing = false;
             if q.frames == 0 {
                 None
             } else {
+                q.writing = true;
                 let frames = std::mem::take(&mut q.frames);
                 Some((q.buf.split().freeze(), frames))
             }

@@ -149,10 +149,20 @@ impl LinkState {
     }
 }
 
+/// Larger writes go through the link task: on loopback a write also runs the receiver's
+/// TCP processing, which would otherwise land on the caller's (busy) thread.
+const DIRECT_WRITE_MAX: usize = 16 * 1024;
+
 pub(crate) struct Queue {
     buf: BytesMut,
     frames: usize,
     state: LinkState,
+    /// A second handle on a connected plaintext link's socket: when nothing is queued or
+    /// being written, `send_batch` writes on it from the caller's thread, which saves waking
+    /// the writer task (a thread hop on every message, the bulk of a lone write's latency).
+    direct: Option<std::net::TcpStream>,
+    /// The writer task has taken a chunk and not finished writing it: no direct writes.
+    writing: bool,
 }
 
 #[derive(Default)]
@@ -182,6 +192,41 @@ pub(crate) struct Peer {
 impl Peer {
     fn lock_queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write everything queued straight to the socket if the link is idle (see
+    /// `Queue::direct`); false when the writer task must do (the rest of) it.
+    fn write_direct(&self) -> bool {
+        use std::io::Write;
+        let mut q = self.lock_queue();
+        if q.writing || q.frames == 0 {
+            return q.frames == 0;
+        }
+        if q.buf.len() > DIRECT_WRITE_MAX {
+            return false;
+        }
+        let Some(sock) = q.direct.as_ref() else {
+            return false;
+        };
+        // The socket is non-blocking (tokio set it up): a full buffer gives WouldBlock.
+        let written = match (&*sock).write(&q.buf) {
+            Ok(n) => n,
+            Err(_) => return false, // the writer task meets the error and reconnects
+        };
+        if written < q.buf.len() {
+            // A frame may be cut: the writer task sends the rest, in order.
+            let _ = q.buf.split_to(written);
+            return false;
+        }
+        let frames = std::mem::take(&mut q.frames);
+        let payload = written - frames * frame::HEADER_LEN;
+        q.buf.clear();
+        drop(q);
+        let c = &self.counters;
+        c.frames_sent.fetch_add(frames as u64, Ordering::Relaxed);
+        c.bytes_sent.fetch_add(payload as u64, Ordering::Relaxed);
+        c.writes.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     fn addr(&self) -> String {
@@ -490,6 +535,8 @@ impl PeerTransport {
                 buf: BytesMut::new(),
                 frames: 0,
                 state: LinkState::Connecting,
+                direct: None,
+                writing: false,
             }),
             wake: Notify::new(),
             counters: PeerCounters::default(),
@@ -539,74 +586,15 @@ impl PeerTransport {
     /// Queue a batch of messages. Frames for one peer are encoded into its pending buffer
     /// under one lock and its writer woken once. Every message must fit `max_frame`
     /// (checked for the whole batch before anything is queued).
+    /// A send-only handle on this transport, for other threads (the WAL's writer).
+    pub fn sender(&self) -> PeerSender {
+        PeerSender {
+            shared: self.shared.clone(),
+        }
+    }
+
     pub fn send_batch(&self, items: &[(u64, &[u8])]) -> Result<SendOutcome, PeerError> {
-        self.check_open()?;
-        let max = self.shared.opts.max_frame;
-        if let Some((peer, data)) = items.iter().find(|(_, d)| d.len() > max) {
-            return Err(PeerError::Invalid(format!(
-                "message of {} bytes to peer {peer:#x} exceeds the frame limit of {max} bytes",
-                data.len()
-            )));
-        }
-        // Group by peer, keeping each peer's order.
-        let mut groups: Vec<(u64, Vec<&[u8]>)> = Vec::new();
-        for &(peer, data) in items {
-            match groups.iter_mut().find(|(p, _)| *p == peer) {
-                Some((_, v)) => v.push(data),
-                None => groups.push((peer, vec![data])),
-            }
-        }
-        let targets: Vec<(u64, Option<Arc<Peer>>)> = {
-            let peers = self.shared.lock_peers();
-            groups
-                .iter()
-                .map(|(id, _)| (*id, peers.get(id).cloned()))
-                .collect()
-        };
-        let mut outcome = SendOutcome::default();
-        for ((id, msgs), (_, peer)) in groups.iter().zip(targets) {
-            let Some(peer) = peer else {
-                self.shared
-                    .counters
-                    .unknown_peer_drops
-                    .fetch_add(msgs.len() as u64, Ordering::Relaxed);
-                outcome.dropped += msgs.len();
-                self.shared.mark_unreachable(*id);
-                continue;
-            };
-            let (queued, dropped, dropped_bytes) = {
-                let mut q = peer.lock_queue();
-                if q.state == LinkState::Backoff {
-                    let bytes = msgs.iter().map(|m| m.len()).sum();
-                    (0, msgs.len(), bytes)
-                } else {
-                    let mut queued = 0;
-                    for m in msgs {
-                        let need = frame::encoded_len(m.len());
-                        if q.frames >= self.shared.opts.max_queue_frames
-                            || q.buf.len() + need > self.shared.opts.max_queue_bytes
-                        {
-                            break;
-                        }
-                        frame::encode(&mut q.buf, frame::Kind::Msg, m);
-                        q.frames += 1;
-                        queued += 1;
-                    }
-                    let bytes = msgs[queued..].iter().map(|m| m.len()).sum();
-                    (queued, msgs.len() - queued, bytes)
-                }
-            };
-            if queued > 0 {
-                peer.wake.notify_one();
-            }
-            if dropped > 0 {
-                peer.count_dropped(dropped, dropped_bytes);
-                self.shared.mark_unreachable(*id);
-            }
-            outcome.queued += queued;
-            outcome.dropped += dropped;
-        }
-        Ok(outcome)
+        send_batch(&self.shared, items)
     }
 
     /// Everything received since the last call, in arrival order (per member: send order).
@@ -745,6 +733,92 @@ impl Drop for PeerTransport {
         // Aborted tasks release their sockets as soon as a runtime thread polls them.
         self.shutdown();
     }
+}
+
+/// A handle that only sends; unlike the transport, dropping it shuts nothing down.
+#[derive(Clone)]
+pub struct PeerSender {
+    shared: Arc<Shared>,
+}
+
+impl PeerSender {
+    pub fn send_batch(&self, items: &[(u64, &[u8])]) -> Result<SendOutcome, PeerError> {
+        send_batch(&self.shared, items)
+    }
+}
+
+/// Queue messages for their peers (grouped by peer, each in order), or write them at once
+/// on idle links.
+fn send_batch(shared: &Shared, items: &[(u64, &[u8])]) -> Result<SendOutcome, PeerError> {
+    if shared.closed.load(Ordering::Acquire) {
+        return Err(PeerError::Closed);
+    }
+    let max = shared.opts.max_frame;
+    if let Some((peer, data)) = items.iter().find(|(_, d)| d.len() > max) {
+        return Err(PeerError::Invalid(format!(
+            "message of {} bytes to peer {peer:#x} exceeds the frame limit of {max} bytes",
+            data.len()
+        )));
+    }
+    // Group by peer, keeping each peer's order.
+    let mut groups: Vec<(u64, Vec<&[u8]>)> = Vec::new();
+    for &(peer, data) in items {
+        match groups.iter_mut().find(|(p, _)| *p == peer) {
+            Some((_, v)) => v.push(data),
+            None => groups.push((peer, vec![data])),
+        }
+    }
+    let targets: Vec<(u64, Option<Arc<Peer>>)> = {
+        let peers = shared.lock_peers();
+        groups
+            .iter()
+            .map(|(id, _)| (*id, peers.get(id).cloned()))
+            .collect()
+    };
+    let mut outcome = SendOutcome::default();
+    for ((id, msgs), (_, peer)) in groups.iter().zip(targets) {
+        let Some(peer) = peer else {
+            shared
+                .counters
+                .unknown_peer_drops
+                .fetch_add(msgs.len() as u64, Ordering::Relaxed);
+            outcome.dropped += msgs.len();
+            shared.mark_unreachable(*id);
+            continue;
+        };
+        let (queued, dropped, dropped_bytes) = {
+            let mut q = peer.lock_queue();
+            if q.state == LinkState::Backoff {
+                let bytes = msgs.iter().map(|m| m.len()).sum();
+                (0, msgs.len(), bytes)
+            } else {
+                let mut queued = 0;
+                for m in msgs {
+                    let need = frame::encoded_len(m.len());
+                    if q.frames >= shared.opts.max_queue_frames
+                        || q.buf.len() + need > shared.opts.max_queue_bytes
+                    {
+                        break;
+                    }
+                    frame::encode(&mut q.buf, frame::Kind::Msg, m);
+                    q.frames += 1;
+                    queued += 1;
+                }
+                let bytes = msgs[queued..].iter().map(|m| m.len()).sum();
+                (queued, msgs.len() - queued, bytes)
+            }
+        };
+        if queued > 0 && !peer.write_direct() {
+            peer.wake.notify_one();
+        }
+        if dropped > 0 {
+            peer.count_dropped(dropped, dropped_bytes);
+            shared.mark_unreachable(*id);
+        }
+        outcome.queued += queued;
+        outcome.dropped += dropped;
+    }
+    Ok(outcome)
 }
 
 /// TCP keepalive, so a link to a member that vanished (power loss, partition) is noticed

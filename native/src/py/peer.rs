@@ -40,7 +40,7 @@ fn seconds(name: &str, s: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(s).map_err(|_| PyValueError::new_err(format!("bad {name}: {s}")))
 }
 
-fn batch_item<'py>(item: Bound<'py, PyAny>) -> PyResult<(u64, Bound<'py, PyBytes>)> {
+pub(crate) fn batch_item<'py>(item: Bound<'py, PyAny>) -> PyResult<(u64, Bound<'py, PyBytes>)> {
     let bad = || PyTypeError::new_err("send_batch wants (peer_id, bytes) tuples");
     let t = item.downcast_into::<PyTuple>().map_err(|_| bad())?;
     if t.len() != 2 {
@@ -56,7 +56,7 @@ fn batch_item<'py>(item: Bound<'py, PyAny>) -> PyResult<(u64, Bound<'py, PyBytes
 
 #[pyclass(name = "PeerTransport", module = "raftkv._native", frozen)]
 pub struct PyPeerTransport {
-    inner: PeerTransport,
+    pub(crate) inner: PeerTransport,
 }
 
 #[pymethods]

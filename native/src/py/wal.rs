@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::errors::wal_err;
+use super::peer::{batch_item, PyPeerTransport};
 use crate::codec::HardState;
-use crate::wal::{Wal, WalOptions, DEFAULT_SEGMENT_SIZE};
+use crate::wal::{AfterDurable, Wal, WalOptions, DEFAULT_SEGMENT_SIZE};
 
 #[pyclass(name = "Wal", module = "raftkv._native", frozen)]
 pub struct PyWal {
@@ -29,15 +30,36 @@ impl PyWal {
         Ok(PyWal { inner })
     }
 
-    #[pyo3(signature = (entries, hard_state = None, sync = true))]
+    /// `then_send=(transport, [(peer_id, bytes), ...])`: the writer thread hands these
+    /// messages to the transport as soon as the append is durable (the append is synced).
+    #[pyo3(signature = (entries, hard_state = None, sync = true, then_send = None))]
     fn append(
         &self,
         entries: &[u8],
         hard_state: Option<(u64, u64, u64)>,
         sync: bool,
+        then_send: Option<(PyRef<'_, PyPeerTransport>, Bound<'_, PyList>)>,
     ) -> PyResult<u64> {
+        let after = match then_send {
+            None => None,
+            Some((transport, items)) => {
+                let mut msgs: Vec<(u64, Vec<u8>)> = Vec::with_capacity(items.len());
+                for item in items.iter() {
+                    let (peer, data) = batch_item(item)?;
+                    msgs.push((peer, data.as_bytes().to_vec()));
+                }
+                let transport = transport.inner.sender();
+                let hook: AfterDurable = Box::new(move || {
+                    let batch: Vec<(u64, &[u8])> =
+                        msgs.iter().map(|(p, d)| (*p, d.as_slice())).collect();
+                    // A closed transport or an unknown peer: Raft retries, as for any loss.
+                    let _ = transport.send_batch(&batch);
+                });
+                Some(hook)
+            }
+        };
         self.inner
-            .append_with(entries.to_vec(), hard_state.map(hs), sync)
+            .append_then(entries.to_vec(), hard_state.map(hs), sync, after)
             .map_err(wal_err)
     }
 

@@ -108,6 +108,10 @@ pub struct Counters {
     pub segments_released: AtomicU64,
 }
 
+/// Work to do the moment an append is durable, without a round trip through the caller
+/// (a follower's acknowledgement leaves from the writer thread right after the fdatasync).
+pub type AfterDurable = Box<dyn FnOnce() + Send>;
+
 pub(crate) enum Op {
     /// `sync: false` (Raft's must_sync unset, e.g. only the commit index moved): written,
     /// but a group made only of such ops skips the fdatasync; the next synced group covers it.
@@ -115,6 +119,8 @@ pub(crate) enum Op {
         data: Vec<u8>,
         hard_state: Option<HardState>,
         sync: bool,
+        /// Run on the writer thread once this op is durable (never if the log fails).
+        after: Option<AfterDurable>,
     },
     HardState(HardState),
     Truncate(u64),
@@ -441,6 +447,18 @@ impl Wal {
         hard_state: Option<HardState>,
         sync: bool,
     ) -> Result<u64> {
+        self.append_then(data, hard_state, sync, None)
+    }
+
+    /// `append_with`, and run `after` on the writer thread once the op is durable (an op
+    /// with `after` is always synced).
+    pub fn append_then(
+        &self,
+        data: Vec<u8>,
+        hard_state: Option<HardState>,
+        sync: bool,
+        after: Option<AfterDurable>,
+    ) -> Result<u64> {
         let info = check_entry_batch(&data)
             .map_err(|e| WalError::Invalid(format!("invalid entry batch: {e}")))?;
         let mut st = self.shared.lock();
@@ -463,7 +481,8 @@ impl Wal {
             Op::Append {
                 data,
                 hard_state,
-                sync,
+                sync: sync || after.is_some(),
+                after,
             },
         ))
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::index::{Bounds, Loc};
 use super::segment::{self, SegmentFile, SegmentHeader};
-use super::{Op, Shared};
+use super::{AfterDurable, Op, Shared};
 use crate::codec::{self, encode_hard_state, encode_record, HardState, Kind};
 
 /// A change to the durable view, applied once the sync that covers it ends.
@@ -83,7 +83,16 @@ impl Writer {
                 (std::mem::take(&mut st.queue), st.queued_seq)
             };
             let n_ops = ops.len() as u64;
+            let mut ops = ops;
+            let hooks: Vec<AfterDurable> = ops
+                .iter_mut()
+                .filter_map(|op| match op {
+                    Op::Append { after, .. } => after.take(),
+                    _ => None,
+                })
+                .collect();
             let result = self.write_group(ops);
+            let durable = result.is_ok();
             let mut st = self.shared.lock();
             match result {
                 Ok(released) => {
@@ -117,6 +126,11 @@ impl Writer {
                 }
             }
             drop(st);
+            if durable {
+                for hook in hooks {
+                    hook();
+                }
+            }
             self.shared.done.notify_all();
             self.shared.notify_event_loop();
         }

@@ -39,6 +39,7 @@ async def serve(config: MemberConfig) -> None:
         max_recv_bytes=config.max_request_bytes + 512 * 1024,
     )
     server = FrontServer(front, services.unary_handlers())
+    member.on_apply.append(lambda _index: server.flush_soon())
     log.info(
         "member %s (%x) of cluster %x serving clients on %s, peers on %s",
         config.name,

@@ -235,7 +235,10 @@ class Member:
                 self._inbox.append(decode_message(data, codec))
             except WireError as exc:
                 log.warning("dropping a bad message from %x: %s", frm, exc)
-        self._kick()
+        # Step them now rather than a loop turn later: acks and appends are what a waiting
+        # client's latency is made of.
+        if not self._scheduled:
+            self._run()
 
     def _on_unreachable(self, peers: list[int]) -> None:
         for peer in peers:
@@ -302,35 +305,77 @@ class Member:
             ctx = next(self._ids).to_bytes(8, "little")
             self._read_rounds[ctx] = reads
             core.read_index(ctx)
-        if core.has_ready():
+        # Readies that need no fsync finish here and now; one that does resumes from the
+        # WAL's completion callback. A few per turn at most, so inputs keep flowing.
+        for _ in range(4):
+            if self._in_ready or self._stopped or not core.has_ready():
+                break
             self._in_ready = True
-            rd = core.ready()
-            self._loop.create_task(self._process(rd))
+            try:
+                self._handle_ready(core.ready())
+            except Exception:
+                self._fail("processing a Ready failed")
 
-    async def _process(self, rd: Ready) -> None:
-        try:
-            await self._handle_ready(rd)
-        except Exception:
-            log.exception("processing a Ready failed; stopping this member")
-            await self.stop()
-            return
-        self._in_ready = False
-        self._kick()
+    def _fail(self, what: str) -> None:
+        log.exception("%s; stopping this member", what)
+        self._loop.create_task(self.stop())
 
-    async def _handle_ready(self, rd: Ready) -> None:
+    def _handle_ready(self, rd: Ready) -> None:
         core = self.core
         if rd.soft_state is not None:
             self._on_soft_state()
-        seq = self.raftlog.persist(rd.entries, rd.hard_state, rd.must_sync)
         leader = core.role == Role.LEADER
+        # A follower's answers (append acks, votes) may only leave once what they promise is
+        # durable: the WAL's writer thread sends them right after the fdatasync, sparing the
+        # round trip through this loop.
+        then_send = None
+        if not leader and rd.must_sync and rd.messages:
+            then_send = (self.transport.native, self._encode(rd.messages))
+        seq = self.raftlog.persist(rd.entries, rd.hard_state, rd.must_sync, then_send)
         if leader:
-            self._send(rd.messages)  # the leader replicates while its own fsync runs
-        if seq and rd.must_sync:
-            await self.wal.durable(seq)
-        if not leader:
+            # The leader replicates while its own fsync runs.
             self._send(rd.messages)
-        if rd.committed_entries:
-            self._apply(rd.committed_entries)
+            self.transport.flush()
+        # Committed entries below this Ready's new ones are durable on a quorum already:
+        # apply them while the fsync runs; the rest wait for it.
+        committed = rd.committed_entries
+        later: list[Entry] = []
+        if committed and rd.entries:
+            first_new = rd.entries[0].index
+            cut = len(committed)
+            while cut and committed[cut - 1].index >= first_new:
+                cut -= 1
+            committed, later = committed[:cut], committed[cut:]
+        if committed:
+            self._apply(committed)
+        sent = then_send is not None and seq > 0
+        if seq and rd.must_sync:
+            self.wal.on_durable(seq, lambda exc: self._durable(exc, rd, leader or sent, later))
+        else:
+            self._finish_ready(rd, leader or sent, later)
+
+    def _durable(
+        self, exc: BaseException | None, rd: Ready, sent: bool, later: list[Entry]
+    ) -> None:
+        if exc is not None:
+            if not self._stopped:
+                log.error("the write-ahead log failed (%s); stopping this member", exc)
+                self._loop.create_task(self.stop())
+            return
+        try:
+            self._finish_ready(rd, sent, later)
+        except Exception:
+            self._fail("processing a Ready failed")
+
+    def _finish_ready(self, rd: Ready, sent: bool, later: list[Entry]) -> None:
+        """The rest of a Ready, once its writes are durable."""
+        if self._stopped:
+            return
+        core = self.core
+        if not sent:
+            self._send(rd.messages)
+        if later:
+            self._apply(later)
         for rs in rd.read_states:
             futs = self._read_rounds.pop(rs.ctx, None)
             if futs:
@@ -341,11 +386,16 @@ class Member:
         for dr in rd.dropped_reads:
             self._fail_dropped_read(dr)
         core.advance()
+        self._in_ready = False
+        self._kick()
+
+    def _encode(self, messages: list[Message]) -> list[tuple[int, bytes]]:
+        codec = self.raftlog.codec
+        return [(m.to, encode_message(m, codec)) for m in messages]
 
     def _send(self, messages: list[Message]) -> None:
         if messages:
-            codec = self.raftlog.codec
-            self.transport.send_many([(m.to, encode_message(m, codec)) for m in messages])
+            self.transport.send_many(self._encode(messages))
 
     def _on_soft_state(self) -> None:
         changes, self._soft_state_waiters = self._soft_state_waiters, []

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from raftkv._native import LogUnavailableError, LogWindow, Wal
+from raftkv._native import LogUnavailableError, LogWindow, PeerTransport, Wal
 from raftkv.raft import (
     CompactedError,
     ConfState,
@@ -163,23 +163,31 @@ class DurableLog:
         return HardState(term, vote, commit)
 
     def persist(
-        self, entries: Sequence[Entry], hard_state: HardState | None, sync: bool = True
+        self,
+        entries: Sequence[Entry],
+        hard_state: HardState | None,
+        sync: bool = True,
+        then_send: tuple[PeerTransport, list[tuple[int, bytes]]] | None = None,
     ) -> int:
         """Append entries (replacing a conflicting suffix) and save the hard state; returns
         the WAL sequence number to wait on for durability (0: nothing written). Entries
         before the memory window are applied ones, identical to what we have: skipped.
-        ``sync=False`` (Raft's must_sync unset: only the commit index moved) skips the
-        fdatasync of its own; the next synced write covers it."""
+        ``sync=False`` (Raft's must_sync unset: only the commit index moved) writes nothing
+        unless there are entries. ``then_send`` messages leave from the WAL's writer thread
+        once the write is durable (see ``Wal.append``)."""
         wfirst = self.window.first_index
         if entries and entries[0].index < wfirst:
             entries = [e for e in entries if e.index >= wfirst]
         hs = None if hard_state is None else (hard_state.term, hard_state.vote, hard_state.commit)
-        if not entries and hs is None:
+        if not entries and (hs is None or not sync):
+            # Only the commit index moved: not worth a write (and a writer wake-up) of its
+            # own; it rides along with the next append. After a crash the member relearns it
+            # from the leader, and its state machine knows how far it applied.
             return 0
         records = self.codec.encode(list(entries)) if entries else b""
         if records:
             self.window.append(records)
-        return self.wal.append(records, hs, sync=sync or bool(entries))
+        return self.wal.append(records, hs, sync=sync or bool(entries), then_send=then_send)
 
     # --- the memory window -----------------------------------------------------------------
 
