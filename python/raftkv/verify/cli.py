@@ -12,10 +12,10 @@ import argparse
 import random
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from raftkv.verify.cluster import NetnsUnavailable, cleanup_stale_netns
-from raftkv.verify.runner import SCENARIOS, RunConfig, RunResult, run_endpoints, run_scenario
+if TYPE_CHECKING:
+    from raftkv.verify.runner import RunResult
 
 
 def add_parser(sub: Any) -> None:
@@ -53,6 +53,18 @@ def _log(msg: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        # imported here: grpcio is needed by this command only, not by the server
+        from raftkv.verify.cluster import NetnsUnavailable, cleanup_stale_netns
+        from raftkv.verify.runner import (
+            SCENARIOS,
+            RunConfig,
+            run_endpoints,
+            run_scenario,
+        )
+    except ImportError as e:
+        print(f"raftkv verify needs grpcio (pip install grpcio): {e}", file=sys.stderr)
+        return 2
     if args.list:
         for s in SCENARIOS.values():
             print(f"{s.name:26} {s.size} member(s), {', '.join(s.nemeses)}\n{'':26} {s.about}")
