@@ -102,6 +102,27 @@ class Kill(Nemesis):
         return ev
 
 
+class KillAll(Nemesis):
+    """SIGKILL every member at once (a whole-cluster crash); heal restarts them all. What
+    was acknowledged must survive on the members' disks."""
+
+    name = "kill-all"
+    needs_processes = True
+
+    def inject(self, target: Endpoints, rng: random.Random) -> Event:
+        c = _cluster(target)
+        for m in c.members:
+            c.kill(m)
+        eps = [m.endpoint for m in c.members]
+        return self._event("SIGKILL all members", eps, list(c.members))
+
+    def heal(self, target: Endpoints) -> Event | None:
+        c = _cluster(target)
+        for m in c.members:
+            c.restart(m)
+        return Event(time.monotonic(), self.name, "heal", "restart all members")
+
+
 class Pause(Nemesis):
     """SIGSTOP a member; heal sends SIGCONT."""
 
@@ -216,6 +237,7 @@ NEMESES: dict[str, Callable[[], Nemesis]] = {
     "kill-leader": lambda: Kill("leader"),
     "kill-follower": lambda: Kill("follower"),
     "kill-member": lambda: Kill("any"),
+    "kill-all": KillAll,
     "pause-leader": lambda: Pause("leader"),
     "pause-follower": lambda: Pause("follower"),
     "partition-leader": lambda: Partition("leader"),

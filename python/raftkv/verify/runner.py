@@ -48,6 +48,7 @@ class Scenario:
     # fault held for a random time in this range (seconds), then a quiet gap in quiet_s
     hold_s: tuple[float, float] = (0.5, 3.0)
     quiet_s: tuple[float, float] = (0.5, 1.5)
+    overlap: int = 1  # at most this many faults at the same time
 
 
 WRITE_HEAVY = Mix(put=6, get=2, sget=0.5, delete=0.5, cas=2)
@@ -79,6 +80,14 @@ SCENARIOS: dict[str, Scenario] = {
             mix=READ_HEAVY,
             hold_s=(1.5, 3.0),
         ),
+        Scenario(
+            "cluster-crash",
+            ["kill-all"],
+            "SIGKILL every member at once under write load, restart them: nothing "
+            "acknowledged is lost, members agree afterwards",
+            mix=WRITE_HEAVY,
+            hold_s=(0.1, 1.0),
+        ),
         Scenario("follower-kill", ["kill-follower"], "SIGKILL and restart a follower"),
         Scenario("pause", ["pause-leader", "pause-follower"], "SIGSTOP/SIGCONT a member"),
         Scenario(
@@ -93,7 +102,7 @@ SCENARIOS: dict[str, Scenario] = {
             "compaction to recent revisions while clients run",
             hold_s=(0.2, 1.0),
         ),
-        Scenario("mixed", sorted(NEMESES), "every nemesis, at random"),
+        Scenario("mixed", sorted(NEMESES), "every nemesis at random, up to two at once", overlap=2),
     ]
 }
 
@@ -272,12 +281,15 @@ def run(
         while time.monotonic() < end:
             workers.check()
             if nemeses:
-                nem = rng.choice(nemeses)
-                events.append(nem.inject(target, rng))
+                # one fault, or several at once; healed in reverse order
+                active = rng.sample(nemeses, min(len(nemeses), rng.randint(1, scenario.overlap)))
+                for nem in active:
+                    events.append(nem.inject(target, rng))
                 quiet.wait(min(rng.uniform(*scenario.hold_s), max(0.0, end - time.monotonic())))
-                healed = nem.heal(target)
-                if healed is not None:
-                    events.append(healed)
+                for nem in reversed(active):
+                    healed = nem.heal(target)
+                    if healed is not None:
+                        events.append(healed)
                 _wait_healthy(target, HEAL_DEADLINE_S)
             quiet.wait(min(rng.uniform(*scenario.quiet_s), max(0.0, end - time.monotonic())))
             now = time.monotonic()
