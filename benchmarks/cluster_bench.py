@@ -189,11 +189,19 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     p.add_argument("--out", default="bench-results")
     p.add_argument("--smoke", action="store_true", help="two workloads, one round, 2.5 s each")
+    p.add_argument("--only", help="comma-separated workload names to run, e.g. 'put c=1,put c=256'")
     args = p.parse_args()
     if args.smoke:
         run(SMOKE, 1, 2.5, Path(args.out))
-    else:
-        run(FULL, args.rounds, args.seconds, Path(args.out))
+        return
+    workloads = FULL
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",")]
+        unknown = set(wanted) - {w.name for w in FULL}
+        if unknown:
+            p.error(f"unknown workloads {sorted(unknown)}; known: {[w.name for w in FULL]}")
+        workloads = [w for w in FULL if w.name in wanted]
+    run(workloads, args.rounds, args.seconds, Path(args.out))
 
 
 if __name__ == "__main__":

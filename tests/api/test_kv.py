@@ -318,3 +318,37 @@ def test_serve_txn_read(store: MvccStore) -> None:
     assert resp.succeeded and resp.responses[0].response_range.kvs[0].value == b"1"
     writes = pb.TxnRequest(failure=[txn_op(pb.TxnRequest(success=[del_op(b"a")]))])
     assert not kvapi.is_txn_readonly(writes)
+
+
+def _outcome(f: object, *args: object) -> object:
+    try:
+        return f(*args)  # type: ignore[operator]
+    except GrpcError as exc:
+        return (exc.code, exc.message)
+
+
+def test_put_fast_path_agrees_with_the_general_checks() -> None:
+    """put_proposal skips work only where nothing can fail differently: same result or the
+    same error as proposal("Put") for good, bad and boundary-sized requests."""
+    payloads = [
+        pb.PutRequest(key=b"k", value=b"v").SerializeToString(),
+        pb.PutRequest(value=b"v").SerializeToString(),
+        pb.PutRequest(key=b"k", value=b"v", ignore_value=True).SerializeToString(),
+        pb.PutRequest(key=b"k", ignore_value=True).SerializeToString(),
+        pb.PutRequest(key=b"k", lease=7, ignore_lease=True).SerializeToString(),
+        pb.PutRequest(key=b"k", ignore_lease=True, prev_kv=True).SerializeToString(),
+        b"\xff\xff",
+        b"",
+    ]
+    payloads += [
+        pb.PutRequest(key=b"a", value=b"x" * n).SerializeToString() for n in range(70, 100)
+    ]
+    for limits in (
+        kvapi.Limits(max_request_bytes=100),
+        kvapi.Limits(max_request_bytes=100, member_id=0xFFFF),
+        kvapi.Limits(max_request_bytes=5),
+        kvapi.DEFAULT_LIMITS,
+    ):
+        for p in payloads:
+            fast = _outcome(kvapi.put_proposal, p, limits)
+            assert fast == _outcome(kvapi.proposal, "Put", p, limits), (limits, p)

@@ -255,8 +255,30 @@ impl Default for FrontConfig {
     }
 }
 
+/// Answers to unary calls, handed over in batches.
+type Answers = Vec<(u64, Result<Bytes, Status>)>;
+
+/// Complete unary calls (calls already gone are skipped).
+fn deliver(shared: &Shared, results: Answers) {
+    let mut senders = Vec::with_capacity(results.len());
+    {
+        let mut map = lock(&shared.unary);
+        for (id, result) in results {
+            if let Some(tx) = map.remove(&id) {
+                senders.push((tx, result));
+            }
+        }
+    }
+    for (tx, result) in senders {
+        let _ = tx.send(result);
+    }
+}
+
 pub struct Front {
     shared: Arc<Shared>,
+    /// To the task that completes unary calls: waking each call's task from the caller's
+    /// thread costs a wake-up syscall per answer; from a runtime task, waking is cheap.
+    answers: tokio::sync::mpsc::UnboundedSender<Answers>,
     addresses: Vec<SocketAddr>,
     servers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -280,6 +302,13 @@ impl Front {
             closing,
         });
         let rt = crate::runtime::runtime();
+        let (answers, mut answers_rx) = tokio::sync::mpsc::unbounded_channel::<Answers>();
+        let deliver_to = shared.clone();
+        rt.spawn(async move {
+            while let Some(batch) = answers_rx.recv().await {
+                deliver(&deliver_to, batch);
+            }
+        });
         let mut listeners = Vec::new();
         let mut addresses = Vec::new();
         for addr in &config.listen {
@@ -314,6 +343,7 @@ impl Front {
         }
         Ok(Front {
             shared,
+            answers,
             addresses,
             servers: Mutex::new(servers),
         })
@@ -351,18 +381,9 @@ impl Front {
     }
 
     /// Answer unary calls under one lock; an unknown id (the client gave up) is ignored.
-    pub fn respond_many(&self, results: Vec<(u64, Result<Bytes, Status>)>) {
-        let mut senders = Vec::with_capacity(results.len());
-        {
-            let mut map = lock(&self.shared.unary);
-            for (id, result) in results {
-                if let Some(tx) = map.remove(&id) {
-                    senders.push((tx, result));
-                }
-            }
-        }
-        for (tx, result) in senders {
-            let _ = tx.send(result);
+    pub fn respond_many(&self, results: Answers) {
+        if let Err(unsent) = self.answers.send(results) {
+            deliver(&self.shared, unsent.0); // the runtime is shutting down
         }
     }
 

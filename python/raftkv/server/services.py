@@ -94,7 +94,7 @@ class Services:
         return fut  # type: ignore[return-value]
 
     def put(self, payload: bytes, meta: Metadata) -> Awaitable[bytes]:
-        return self._propose(*kvapi.proposal("Put", payload, self.limits))
+        return self._propose(*kvapi.put_proposal(payload, self.limits))
 
     def delete_range(self, payload: bytes, meta: Metadata) -> Awaitable[bytes]:
         return self._propose(*kvapi.proposal("DeleteRange", payload, self.limits))
