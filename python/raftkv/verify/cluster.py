@@ -7,7 +7,9 @@ one namespace ``rkv<pid>-m<i>`` per member with a veth into the bridge and addre
 10.X.0.1<i>. A partition between two members is a blackhole route to each other's address in
 both namespaces: their peer traffic vanishes (as on a real network, no error comes back) while
 client traffic from 10.X.0.1 is untouched. Names carry the owning pid so that a stale-namespace
-sweep can tell leftovers of dead runs from namespaces of runs still going.
+sweep can tell leftovers of dead runs from namespaces of runs still going. Data directories
+and member logs live in a temporary directory, deleted at the end unless RAFTKV_VERIFY_KEEP
+is set.
 """
 
 from __future__ import annotations
