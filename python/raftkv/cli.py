@@ -13,6 +13,7 @@ import uvloop
 from raftkv import __version__, bench, walbench
 from raftkv.progress import ProgressBar
 from raftkv.server import cli as server_cli
+from raftkv.verify import cli as verify_cli
 from raftkv.wal import AsyncWal
 
 
@@ -74,10 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_parser(sub)
     server_cli.add_serve_parser(sub)
     server_cli.add_cluster_parser(sub)
+    verify_cli.add_parser(sub)
 
     args = parser.parse_args(argv)
     if args.command == "bench":
         return bench.run(args)
+    if args.command == "verify":
+        return verify_cli.run(args)
     if args.command == "serve":
         return server_cli.run_serve(args)
     if args.command == "cluster":
