@@ -2,13 +2,35 @@
 
 The search is Wing & Gong's, with Lowe's memoization: repeatedly pick an operation that can
 go next (one invoked before every not-yet-placed completed operation finished), apply it to
-the register model, and backtrack when its observed result disagrees. Operations with an
-unknown outcome may be placed anywhere after their invocation, or left out. Keys are
-independent (linearizability is compositional), which keeps each search small.
+the register model, and backtrack when its observed result disagrees. Keys are independent
+(linearizability is compositional), which keeps each search small.
+
+Operations with an unknown outcome may take effect anywhere after their invocation, or never.
+Left as ordinary candidates they blow the search up (each stays a candidate forever, so every
+subset of them is a distinct search state). Two facts tame them:
+
+* Normal form. If a history is linearizable it has a linearization that places as few unknown
+  operations as possible and, among those, places them as late as possible. In it, an unknown
+  operation X (state s before it, s' after) is never removable and never swappable with the
+  completed operation Y right after it. Spelled out with the model this means that Y must
+  disagree with s (or, for an unknown Y, end in a different state from s than from s'), so the
+  search only places X when the very next operation needs it. In particular an unknown write
+  is only ever placed right before a read of its value, a CAS expecting it, or a failed CAS
+  whose failure it explains; one nobody observes is never tried.
+* Window. Completed operations are kept in invoke order; all those before ``lo`` are placed,
+  and a small bit mask covers the rest, so each search node only scans the operations
+  concurrent with the earliest unplaced one, stopping at the first invoked after the running
+  minimum of the unplaced ends.
+
+The search is bounded by a number of states and a deadline; running out gives a third
+outcome, "unknown", which is never reported as ok.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +39,9 @@ from itertools import pairwise
 from raftkv.verify.history import Kind, Op
 
 State = bytes | None
+
+# A marker for "no unknown operation was just placed" in search states.
+_NO_PEND: tuple[int, State] = (-1, None)
 
 
 def step(state: State, op: Op) -> tuple[bool, State]:
@@ -33,6 +58,13 @@ def step(state: State, op: Op) -> tuple[bool, State]:
     return op.result == hit, op.value if hit else state
 
 
+def writes(op: Op) -> bool:
+    """Can this operation change the register?"""
+    if op.kind is Kind.GET:
+        return False
+    return not (op.kind is Kind.CAS and op.result is False and not op.indeterminate)
+
+
 @dataclass
 class KeyResult:
     key: bytes
@@ -41,47 +73,228 @@ class KeyResult:
     # when not ok: the operations that could not be placed at the deepest point reached
     stuck: list[Op] = field(default_factory=list)
     placed: int = 0
+    # the budget ran out before a verdict: neither ok nor a proven violation
+    unknown: bool = False
+    states: int = 0
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        return "ok" if self.ok else "unknown" if self.unknown else "violation"
 
 
-def check_key(key: bytes, ops: Sequence[Op], initial: State = None) -> KeyResult:
-    ops = sorted(ops, key=lambda o: o.invoke)
-    n = len(ops)
-    required = 0
-    for i, op in enumerate(ops):
+class _OutOfBudget(Exception):
+    pass
+
+
+def written(op: Op) -> State:
+    """The value a (successful) write leaves in the register."""
+    return None if op.kind is Kind.DELETE else op.value
+
+
+def _observations(ops: Sequence[Op]) -> tuple[set[State], set[State], float]:
+    """(values some operation observes: completed GET results and CAS expectations;
+    expectations of failed or unknown CASes; the latest end of such a CAS)."""
+    observed: set[State] = set()
+    cas_expects: set[State] = set()
+    latest_cas = -math.inf
+    for op in ops:
+        if op.kind is Kind.GET and not op.indeterminate and not isinstance(op.result, bool):
+            observed.add(op.result)
+        elif op.kind is Kind.CAS:
+            observed.add(op.expect)
+            if op.indeterminate or op.result is False:
+                cas_expects.add(op.expect)
+                latest_cas = max(latest_cas, op.end)
+    return observed, cas_expects, latest_cas
+
+
+def _useful_unknowns(ops: Sequence[Op]) -> tuple[list[Op], list[Op]]:
+    """Split into (completed, unknown ops worth searching over).
+
+    Unknown GETs constrain nothing. An unknown write whose value nobody reads and that no CAS
+    expects could only matter by making a later failed CAS fail (its value sits in the
+    register where the CAS's expected one would otherwise be), so it is dropped when no
+    failed or unknown CAS can come after it. The normal form would never place it anyway;
+    dropping it only saves scanning it.
+    """
+    observed, _, latest_cas = _observations(ops)
+    done, unknown = [], []
+    for op in ops:
         if not op.indeterminate:
-            required |= 1 << i
-    seen: set[tuple[int, State]] = set()
+            done.append(op)
+        elif op.kind is Kind.GET:
+            continue
+        elif op.kind is Kind.CAS or written(op) in observed or latest_cas >= op.invoke:
+            unknown.append(op)
+    return done, unknown
+
+
+def check_key(
+    key: bytes,
+    ops: Sequence[Op],
+    initial: State = None,
+    *,
+    max_states: int | None = None,
+    deadline: float | None = None,
+) -> KeyResult:
+    """Is this key's history linearizable (starting from ``initial``)?
+
+    ``max_states`` bounds the number of search states and ``deadline`` (a ``time.monotonic()``
+    instant) the time; if either runs out the result is ``unknown``, not ok.
+    """
+    started = time.monotonic()
+    done, unknown = _useful_unknowns(ops)
+    done.sort(key=lambda o: o.invoke)
+    unknown.sort(key=lambda o: o.invoke)
+    n = len(done)
+    inv = [o.invoke for o in done]
+    end = [o.end for o in done]
+    u_inv = [o.invoke for o in unknown]
+
+    # A placed unknown op must be needed by the next one (see the module docstring): it
+    # leaves a value somebody observes, or displaces one a failed or unknown CAS expects.
+    observed, cas_expects, _ = _observations(ops)
+
+    seen: set[tuple[int, int, int, State, tuple[int, State]]] = set()
+    states = 0
     best_depth = -1
-    best_frontier: list[int] = []
+    best_stuck: list[Op] = []
 
-    def candidates(mask: int) -> list[int]:
-        """Unplaced ops invoked before every unplaced op's completion (unknown outcomes
-        never constrain: they could complete arbitrarily late)."""
-        horizon = min((ops[i].end for i in range(n) if not mask >> i & 1), default=0.0)
-        return [i for i in range(n) if not mask >> i & 1 and ops[i].invoke <= horizon]
+    def frontier(lo: int, cmask: int) -> tuple[list[int], float]:
+        """Unplaced completed ops that may go next, and the horizon: the earliest end of an
+        unplaced completed op (nothing invoked after it may go before it)."""
+        horizon = float("inf")
+        j = lo
+        found = []
+        while j < n and inv[j] <= horizon:
+            if not cmask >> (j - lo) & 1:
+                found.append(j)
+                if end[j] < horizon:
+                    horizon = end[j]
+            j += 1
+        return [j for j in found if inv[j] <= horizon], horizon
 
-    # depth-first; a frame is (placed mask, register state, candidates, next one to try)
-    stack: list[tuple[int, State, list[int], int]] = [(0, initial, candidates(0), 0)]
-    while stack:
-        mask, state, cands, k = stack.pop()
-        if mask & required == required:
-            return KeyResult(key, True, n, placed=n)
-        depth = bin(mask & required).count("1")
-        if depth > best_depth:
-            best_depth, best_frontier = depth, cands
-        while k < len(cands):
-            i = cands[k]
-            k += 1
-            ok, nxt = step(state, ops[i])
-            new_mask = mask | 1 << i
-            if ok and (new_mask, nxt) not in seen:
-                seen.add((new_mask, nxt))
-                stack.append((mask, state, cands, k))
-                stack.append((new_mask, nxt, candidates(new_mask), 0))
+    def unknown_children(
+        imask: int, state: State, horizon: float, pend: tuple[int, State]
+    ) -> list[int]:
+        out = []
+        for x in range(bisect.bisect_right(u_inv, horizon)):
+            if imask >> x & 1:
+                continue
+            op = unknown[x]
+            if pend is not _NO_PEND and not may_follow(pend, state, op):
+                continue
+            _, after = step(state, op)
+            # placing it must change the state into one somebody can observe, or push out
+            # one a failed CAS must not see
+            if after != state and (after in observed or state in cas_expects):
+                out.append(x)
+        return out
+
+    def may_follow(pend: tuple[int, State], state: State, y: Op) -> bool:
+        """May ``y`` come right after the unknown op placed from state ``pend[1]`` (giving
+        ``state``)? Not if that op could be left out, or moved after a completed ``y``."""
+        x = unknown[pend[0]]
+        ok_without, after_without = step(pend[1], y)
+        if not ok_without:
+            return True  # y needs it
+        _, after_with = step(state, y)
+        if after_without == after_with:
+            return False
+        return y.indeterminate or step(after_without, x)[1] != after_with
+
+    # depth-first; a frame: (lo, completed mask from lo, unknown mask, state, pending unknown,
+    # children, next child, horizon, whether the unknown children were added)
+    Frame = tuple[int, int, int, State, tuple[int, State], list[int], int, float, bool]
+
+    def make_frame(lo: int, cmask: int, imask: int, state: State, pend: tuple[int, State]) -> Frame:
+        cands, horizon = frontier(lo, cmask)
+        children = []
+        for j in cands:
+            ok, _ = step(state, done[j])
+            if ok and (pend is _NO_PEND or may_follow(pend, state, done[j])):
+                children.append(j)
+        return (lo, cmask, imask, state, pend, children, 0, horizon, False)
+
+    stack: list[Frame] = [make_frame(0, 0, 0, initial, _NO_PEND)]
+    try:
+        while stack:
+            lo, cmask, imask, state, pend, children, k, horizon, expanded = stack.pop()
+            if lo == n:
+                return KeyResult(
+                    key,
+                    True,
+                    len(ops),
+                    placed=n,
+                    states=states,
+                    seconds=time.monotonic() - started,
+                )
+            depth = lo + cmask.bit_count()
+            if depth > best_depth:
+                best_depth = depth
+                cands, _ = frontier(lo, cmask)
+                best_stuck = [done[j] for j in cands]
+            if k == len(children) and not expanded:
+                # completed children exhausted: now try placing an unknown op first
+                children = children + [
+                    -1 - x for x in unknown_children(imask, state, horizon, pend)
+                ]
+                expanded = True
+            pushed = False
+            while k < len(children):
+                c = children[k]
+                k += 1
+                if c >= 0:
+                    op = done[c]
+                    _, nxt = step(state, op)
+                    nlo, ncmask = lo, cmask | 1 << (c - lo)
+                    while ncmask & 1:
+                        ncmask >>= 1
+                        nlo += 1
+                    nimask, npend = imask, _NO_PEND
+                else:
+                    x = -1 - c
+                    _, nxt = step(state, unknown[x])
+                    nlo, ncmask, nimask, npend = lo, cmask, imask | 1 << x, (x, state)
+                memo = (nlo, ncmask, nimask, nxt, npend)
+                if memo in seen:
+                    continue
+                seen.add(memo)
+                states += 1
+                if states & 1023 == 0:
+                    if max_states is not None and states > max_states:
+                        raise _OutOfBudget
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise _OutOfBudget
+                stack.append((lo, cmask, imask, state, pend, children, k, horizon, expanded))
+                stack.append(make_frame(nlo, ncmask, nimask, nxt, npend))
+                pushed = True
                 break
-    # (an operation with an unknown outcome that is never placed simply never happened: the
-    # search succeeds once every completed operation is placed)
-    return KeyResult(key, False, n, stuck=[ops[i] for i in best_frontier], placed=best_depth)
+            if not pushed and not expanded:
+                stack.append((lo, cmask, imask, state, pend, children, k, horizon, False))
+    except _OutOfBudget:
+        return KeyResult(
+            key,
+            False,
+            len(ops),
+            stuck=best_stuck,
+            placed=best_depth,
+            unknown=True,
+            states=states,
+            seconds=time.monotonic() - started,
+        )
+    # (an unknown operation never placed simply never happened: the search succeeds once
+    # every completed operation is placed)
+    return KeyResult(
+        key,
+        False,
+        len(ops),
+        stuck=best_stuck,
+        placed=best_depth,
+        states=states,
+        seconds=time.monotonic() - started,
+    )
 
 
 def check(history: Iterable[Op]) -> list[KeyResult]:
