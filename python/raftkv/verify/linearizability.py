@@ -262,11 +262,10 @@ def check_key(
                     continue
                 seen.add(memo)
                 states += 1
-                if states & 1023 == 0:
-                    if max_states is not None and states > max_states:
-                        raise _OutOfBudget
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise _OutOfBudget
+                if max_states is not None and states > max_states:
+                    raise _OutOfBudget
+                if deadline is not None and states & 255 == 0 and time.monotonic() > deadline:
+                    raise _OutOfBudget
                 stack.append((lo, cmask, imask, state, pend, children, k, horizon, expanded))
                 stack.append(make_frame(nlo, ncmask, nimask, nxt, npend))
                 pushed = True
