@@ -173,10 +173,12 @@ def shrink(
     initial: State = None,
     deadline: float | None = None,
     fails: Callable[[list[Op]], bool] | None = None,
+    hint: float | None = None,
 ) -> tuple[list[Op], bool]:
     """A small sub-history of a non-linearizable ``ops`` that still is not linearizable, and
     whether it is 1-minimal (no allowed step shrinks it further) rather than cut short by the
-    deadline. ``fails`` (for tests) replaces the check of a candidate."""
+    deadline. ``fails`` (for tests) replaces the check of a candidate; ``hint`` is a time
+    around which the search got stuck."""
     if fails is None:
 
         def fails(cand: list[Op]) -> bool:
@@ -189,6 +191,11 @@ def shrink(
     def out_of_time() -> bool:
         return deadline is not None and time.monotonic() > deadline
 
+    if hint is not None:
+        # the search got stuck around ``hint``: what comes later is likely irrelevant
+        cand = _without(cur, {i for i, o in enumerate(cur) if o.invoke > hint})
+        if cand and fails(cand):
+            cur = cand
     # Failures are local in time: first look for a short failing prefix, then for a short
     # failing suffix of that (binary searches; failing is not monotone in the length, so
     # this only finds some short one), then delta-debug what is left.
@@ -221,6 +228,25 @@ def shrink(
                 return cur, True
             n = min(2 * n, len(cur))
     return cur, True
+
+
+def with_context(shrunk: list[Op], ops: Sequence[Op], initial: State) -> list[Op]:
+    """Add to a shrunk history the failed CASes that carried a value one of its reads saw but
+    none of its writes wrote: "read a value nobody wrote" is clearer with the CAS that
+    failed to write it. (Adding failed CASes cannot make it linearizable: they change
+    nothing.)"""
+    produced = {written(o) for o in shrunk if writes(o)} | {initial}
+    orphans = {
+        o.result
+        for o in shrunk
+        if o.kind is Kind.GET and not o.indeterminate and o.result not in produced
+    }
+    extra = [
+        o
+        for o in ops
+        if o.kind is Kind.CAS and o.result is False and o.value in orphans and o not in shrunk
+    ]
+    return sorted([*shrunk, *extra], key=_order)
 
 
 def _without(ops: Sequence[Op], remove: set[int]) -> list[Op]:
@@ -328,7 +354,10 @@ def check_history(
         end = deadline if deadline is not None else started + DEFAULT_SHRINK_S
         now = time.monotonic()
         until = now + max(0.0, end - now) / (len(violations) - i)
-        f.shrunk, f.shrink_finished = shrink(by_key[f.key], f.initial, until)
+        ends = [o.end for o in f.result.stuck if not o.indeterminate]
+        hint = max(ends) if ends else None
+        shrunk, f.shrink_finished = shrink(by_key[f.key], f.initial, until, hint=hint)
+        f.shrunk = with_context(shrunk, by_key[f.key], f.initial)
 
     kinds = Counter(op.kind.value for op in history)
     stats: dict[str, int | float] = {
