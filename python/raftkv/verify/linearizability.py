@@ -152,9 +152,15 @@ def check_key(
     end = [o.end for o in done]
     u_inv = [o.invoke for o in unknown]
 
-    # A placed unknown op must be needed by the next one (see the module docstring): it
-    # leaves a value somebody observes, or displaces one a failed or unknown CAS expects.
-    observed, cas_expects, _ = _observations(ops)
+    # indexes of the unknown ops by what they write, for unknown_children
+    u_by_value: dict[State, list[int]] = defaultdict(list)
+    u_cas_by_expect: dict[State, list[int]] = defaultdict(list)
+    for x, o in enumerate(unknown):
+        if o.kind is Kind.CAS:
+            u_cas_by_expect[o.expect].append(x)
+        else:
+            u_by_value[written(o)].append(x)
+    u_cas_expects = set(u_cas_by_expect)
 
     seen: set[tuple[int, int, int, State, tuple[int, State]]] = set()
     states = 0
@@ -176,19 +182,44 @@ def check_key(
         return [j for j in found if inv[j] <= horizon], horizon
 
     def unknown_children(
-        imask: int, state: State, horizon: float, pend: tuple[int, State]
+        lo: int, cmask: int, imask: int, state: State, pend: tuple[int, State]
     ) -> list[int]:
+        """Unknown ops worth placing now: ones the next op needs (see the module docstring).
+        That next op is an unknown CAS, or a completed op that may go next but disagrees
+        with ``state``: a read of another value, a successful CAS expecting another value,
+        or a failed CAS expecting ``state`` (then any other value does)."""
+        cands, horizon = frontier(lo, cmask)
+        limit = bisect.bisect_right(u_inv, horizon)
+        need: set[State] = set()
+        displace = state in u_cas_expects  # an unknown CAS expecting state may follow
+        for j in cands:
+            y = done[j]
+            if step(state, y)[0]:
+                continue
+            if y.kind is Kind.GET:
+                need.add(y.result if not isinstance(y.result, bool) else None)
+            elif y.result is True:
+                need.add(y.expect)
+            else:
+                displace = True
+        if displace:
+            pool: Iterable[int] = range(limit)
+        else:
+            pool = sorted(
+                {x for v in need | u_cas_expects for x in u_by_value.get(v, ())}
+                | set(u_cas_by_expect.get(state, ()))
+            )
         out = []
-        for x in range(bisect.bisect_right(u_inv, horizon)):
-            if imask >> x & 1:
+        for x in pool:
+            if x >= limit or imask >> x & 1:
                 continue
             op = unknown[x]
-            if pend is not _NO_PEND and not may_follow(pend, state, op):
+            after = step(state, op)[1]
+            if after == state:
+                continue  # changes nothing: could be left out
+            if not (displace or after in need or after in u_cas_expects):
                 continue
-            _, after = step(state, op)
-            # placing it must change the state into one somebody can observe, or push out
-            # one a failed CAS must not see
-            if after != state and (after in observed or state in cas_expects):
+            if pend is _NO_PEND or may_follow(pend, state, op):
                 out.append(x)
         return out
 
@@ -238,7 +269,7 @@ def check_key(
             if k == len(children) and not expanded:
                 # completed children exhausted: now try placing an unknown op first
                 children = children + [
-                    -1 - x for x in unknown_children(imask, state, horizon, pend)
+                    -1 - x for x in unknown_children(lo, cmask, imask, state, pend)
                 ]
                 expanded = True
             pushed = False
