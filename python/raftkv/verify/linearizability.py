@@ -162,7 +162,52 @@ def check_key(
             u_by_value[written(o)].append(x)
     u_cas_expects = set(u_cas_by_expect)
 
-    seen: set[tuple[int, int, int, State, tuple[int, State]]] = set()
+    # Dead values and interchangeable unknown writes, to merge search states whose futures
+    # are the same. A value is dead once every completed op observing it (a GET of it, a CAS
+    # expecting it) is placed, i.e. lies before ``lo``, and no unknown CAS expects it: no
+    # later op can tell it apart from any other dead value. An unknown PUT or DELETE of a dead
+    # value that is invoked before ``lo``'s op can still go at any later point; all such are
+    # interchangeable (each can only ever displace a value a failed CAS must not see, and
+    # leaves a dead value), so only how many of them were placed matters, not which.
+    last_observer: dict[State, int] = {}
+    for j, o in enumerate(done):
+        if o.kind is Kind.GET and not isinstance(o.result, bool):
+            last_observer[o.result] = j
+        elif o.kind is Kind.CAS:
+            last_observer[o.expect] = j
+
+    def dead_from(v: State) -> int:
+        """The least ``lo`` from which ``v`` is dead (n + 1: never)."""
+        return n + 1 if v in u_cas_expects else last_observer.get(v, -1) + 1
+
+    thresholds = []
+    for x, o in enumerate(unknown):
+        if o.kind is not Kind.CAS:
+            available = bisect.bisect_left(inv, o.invoke)  # first lo with inv[lo] >= invoke
+            thresholds.append((max(dead_from(written(o)), available), x))
+    thresholds.sort()
+    steps = [t for t, _ in thresholds]
+    spare_masks = [0]  # spare_masks[i]: the first i of them
+    for _, x in thresholds:
+        spare_masks.append(spare_masks[-1] | 1 << x)
+    dead_cache: dict[State, int] = {}
+
+    def memo_key(
+        lo: int, cmask: int, imask: int, state: State, pend: tuple[int, State]
+    ) -> tuple[tuple[int, int, int, State, tuple[int, State], bool], int]:
+        """(the search state up to which spare unknown writes were used, how many were)."""
+        spare = spare_masks[bisect.bisect_right(steps, lo)]
+        dead = False
+        if pend is _NO_PEND:
+            if state not in dead_cache:
+                dead_cache[state] = dead_from(state)
+            dead = lo >= dead_cache[state]
+        key = (lo, cmask, imask & ~spare, None if dead else state, pend, dead)
+        return key, (imask & spare).bit_count()
+
+    # search states seen, each with the fewest spare unknown writes used to reach it: one
+    # reached having used more of them has no option the other lacks, so is not searched
+    seen: dict[tuple[int, int, int, State, tuple[int, State], bool], int] = {}
     states = 0
     best_depth = -1
     best_stuck: list[Op] = []
@@ -288,10 +333,10 @@ def check_key(
                     x = -1 - c
                     _, nxt = step(state, unknown[x])
                     nlo, ncmask, nimask, npend = lo, cmask, imask | 1 << x, (x, state)
-                memo = (nlo, ncmask, nimask, nxt, npend)
-                if memo in seen:
+                memo, used = memo_key(nlo, ncmask, nimask, nxt, npend)
+                if seen.get(memo, used + 1) <= used:
                     continue
-                seen.add(memo)
+                seen[memo] = used
                 states += 1
                 if max_states is not None and states > max_states:
                     raise _OutOfBudget
