@@ -36,8 +36,8 @@ from raftkv.verify.linearizability import (
     written,
 )
 
-# Shrinking time when the caller sets no budget.
-DEFAULT_SHRINK_S = 30.0
+# The whole check's time when the caller sets no budget.
+DEFAULT_BUDGET_S = 300.0
 # Share of a budget given to the linearizability search; shrinking gets the rest.
 SEARCH_SHARE = 0.7
 # Anomalies of one sort listed individually before the rest are summarised.
@@ -55,6 +55,7 @@ class KeyFailure:
     shrunk: list[Op] = field(default_factory=list)  # smallest failing sub-history found
     shrink_finished: bool = False  # False: the time ran out, a smaller one may exist
     initial: State = None
+    evidence: str = "smallest failing sub-history"
 
 
 @dataclass
@@ -79,9 +80,11 @@ class Report:
             if not f.shrunk:
                 continue
             state = "minimal" if f.shrink_finished else "shrinking stopped by the time budget"
+            if f.evidence != KeyFailure.evidence:
+                state = "not shrunk"
             lines.append("")
             lines.append(
-                f"key {f.key!r}: smallest failing sub-history, {len(f.shrunk)} of "
+                f"key {f.key!r}: {f.evidence}, {len(f.shrunk)} of "
                 f"{f.operations} ops ({state}), initial value {f.initial!r}:"
             )
             lines.extend("  " + row for row in op_table(f.shrunk, self.origin))
@@ -288,13 +291,14 @@ def check_history(
 ) -> Report:
     """Check a recorded history; ``initial`` gives keys' values before it (default: absent).
 
-    ``budget_s`` bounds the whole check. Keys whose search does not finish in time are
-    reported as unknown, which is not ok.
+    ``budget_s`` (default ``DEFAULT_BUDGET_S``) bounds the whole check: a share for the
+    search, then for refuting keys whose search did not finish, then for shrinking. Keys
+    neither verified nor refuted in time are reported as unknown, which is not ok.
     """
     started = time.monotonic()
     initial = initial or {}
-    deadline = None if budget_s is None else started + budget_s
-    search_until = None if budget_s is None else started + SEARCH_SHARE * budget_s
+    deadline = started + (DEFAULT_BUDGET_S if budget_s is None else budget_s)
+    search_until = started + SEARCH_SHARE * (deadline - started)
     by_key: dict[bytes, list[Op]] = defaultdict(list)
     for op in history:
         by_key[op.key].append(op)
@@ -305,24 +309,60 @@ def check_history(
     states = 0
     keys = sorted(by_key)
     for n, key in enumerate(keys):
-        key_deadline = None
-        if search_until is not None:
-            # an even share of what is left, so a fast key leaves time for the others
-            now = time.monotonic()
-            key_deadline = now + max(0.0, search_until - now) / (len(keys) - n)
+        # an even share of what is left, so a fast key leaves time for the others
+        now = time.monotonic()
+        key_deadline = now + max(0.0, search_until - now) / (len(keys) - n)
         r = check_key(key, by_key[key], initial.get(key), deadline=key_deadline)
         states += r.states
         if r.ok:
             continue
         failures.append(KeyFailure(key, r.verdict, len(by_key[key]), r, initial=initial.get(key)))
-        if r.unknown:
-            unknown_keys.append(key)
+
+    # A search that ran out of budget may still be refuted by a small failing sub-history
+    # around where it got stuck (failures are local in time; refuting a long history is
+    # what costs, as every alternative of its whole prefix must be tried).
+    undecided = [f for f in failures if f.verdict == "unknown"]
+    certificates: dict[bytes, list[Op]] = {}
+    for i, f in enumerate(undecided):
+        until = _share(started, deadline, len(undecided) - i, SEARCH_SHARE + (1 - SEARCH_SHARE) / 2)
+        lost = lost_writes(by_key[f.key], f.initial)
+        if lost:
+            # a lost write is a proof by itself: show the write, the read, and what wrote
+            # the value the read saw
+            w, final = lost[-1]
+            f.verdict, f.shrink_finished = "violation", True
+            f.evidence = "evidence of the lost write"
+            f.shrunk = [
+                z
+                for z in by_key[f.key]
+                if writes(z) and written(z) == final.result and z.invoke < final.end
+            ]
+            f.shrunk = sorted([*f.shrunk, w, final], key=_order)
+            continue
+        cert = find_certificate(by_key[f.key], f.initial, _hint(f.result), until)
+        if cert is not None:
+            f.verdict = "violation"
+            certificates[f.key] = cert
+    for f in failures:
+        r = f.result
+        if f.verdict == "unknown":
+            unknown_keys.append(f.key)
             anomalies.append(
-                f"key {key!r}: could not verify linearizability of {r.operations} ops within "
+                f"key {f.key!r}: could not verify linearizability of {r.operations} ops within "
                 f"the budget ({r.states} search states, {r.seconds:.1f} s): unknown, not ok"
             )
+        elif f.shrunk:
+            anomalies.append(
+                f"key {f.key!r}: not linearizable ({r.operations} ops; the full search ran out "
+                f"of budget, the lost acknowledged write below proves it)"
+            )
+        elif f.key in certificates:
+            anomalies.append(
+                f"key {f.key!r}: not linearizable ({r.operations} ops; the full search ran out "
+                f"of budget, a failing sub-history proves it)"
+            )
         else:
-            anomalies.append(f"key {key!r}: not linearizable ({r.operations} ops)")
+            anomalies.append(f"key {f.key!r}: not linearizable ({r.operations} ops)")
 
     origin = _origin(history)
     for key in keys:
@@ -348,15 +388,11 @@ def check_history(
         anomalies.append(f"{len(backwards) - LIST_AT_MOST} more revisions went backwards")
 
     proven = len(anomalies) - len(unknown_keys)
-    violations = [f for f in failures if f.verdict == "violation"]
+    violations = [f for f in failures if f.verdict == "violation" and not f.shrunk]
     for i, f in enumerate(violations):
-        # an even share of the time left to each key still to shrink
-        end = deadline if deadline is not None else started + DEFAULT_SHRINK_S
-        now = time.monotonic()
-        until = now + max(0.0, end - now) / (len(violations) - i)
-        ends = [o.end for o in f.result.stuck if not o.indeterminate]
-        hint = max(ends) if ends else None
-        shrunk, f.shrink_finished = shrink(by_key[f.key], f.initial, until, hint=hint)
+        until = _share(started, deadline, len(violations) - i, 1.0)
+        start = certificates.get(f.key, by_key[f.key])
+        shrunk, f.shrink_finished = shrink(start, f.initial, until, hint=_hint(f.result))
         f.shrunk = with_context(shrunk, by_key[f.key], f.initial)
 
     kinds = Counter(op.kind.value for op in history)
@@ -378,6 +414,54 @@ def check_history(
         origin=origin,
         verdict="ok" if not anomalies else "unknown" if proven == 0 else "anomalies",
     )
+
+
+def _share(started: float, deadline: float, left: int, upto: float) -> float:
+    """A deadline: an even share, among ``left`` tasks, of what remains until the fraction
+    ``upto`` of the budget."""
+    end = started + upto * (deadline - started)
+    now = time.monotonic()
+    return now + max(0.0, end - now) / left
+
+
+def _hint(r: KeyResult) -> float | None:
+    """Where the search got stuck: the latest end of the ops it could not place."""
+    ends = [o.end for o in r.stuck if not o.indeterminate]
+    return max(ends) if ends else None
+
+
+def find_certificate(
+    ops: Sequence[Op], initial: State, hint: float | None, deadline: float
+) -> list[Op] | None:
+    """A sub-history that provably fails, found among growing time windows ending at
+    ``hint``: each keeps the ops overlapping the window and the writers of every value
+    they observe (with the closure, so a failure is a failure of ``ops``)."""
+    if hint is None:
+        return None
+    cur = sorted((o for o in ops if not (o.indeterminate and o.kind is Kind.GET)), key=_order)
+    writers: dict[State, list[int]] = defaultdict(list)
+    for i, o in enumerate(cur):
+        if writes(o):
+            writers[written(o)].append(i)
+    span = hint - cur[0].invoke
+    width = 0.01
+    while time.monotonic() < deadline:
+        window = {i for i, o in enumerate(cur) if o.invoke <= hint and o.end >= hint - width}
+        keep = set(window)
+        for i in window:
+            o = cur[i]
+            seen = o.expect if o.kind is Kind.CAS else o.result if o.kind is Kind.GET else None
+            if o.kind in (Kind.GET, Kind.CAS) and not isinstance(seen, bool):
+                keep.update(writers.get(seen, ()))
+        cand = _without(cur, set(range(len(cur))) - keep)
+        if cand:
+            r = check_key(cand[0].key, cand, initial, deadline=deadline)
+            if r.verdict == "violation":
+                return cand
+        if width > span:
+            return None
+        width *= 4
+    return None
 
 
 def _origin(history: Sequence[Op]) -> float:
