@@ -153,3 +153,19 @@ def test_shrinking_is_bounded_in_time() -> None:
 
     shrunk, finished = shrink(ops, deadline=0.0, fails=fails)
     assert not finished and shrunk == ops and calls == []
+
+
+def test_a_lost_write_proves_a_key_whose_search_ran_out_of_budget() -> None:
+    h = linearizable_history(WORKLOAD, 3)
+    bad = MUTATIONS["lost acknowledged write"](h, random.Random(3))
+    assert bad is not None
+    r = check_history(bad, budget_s=0.0)
+    assert not r.ok
+    proven = [f for f in r.failures if f.verdict == "violation"]
+    assert len(proven) == 1 and proven[0].evidence == "evidence of the lost write"
+    assert any("the lost acknowledged write below proves it" in a for a in r.anomalies)
+    # the evidence ends with the lost write and the final read that missed it
+    *writers, w, final = proven[0].shrunk
+    assert w.end < final.invoke and final.result != w.value
+    assert all(z.value == final.result for z in writers)
+    assert "evidence of the lost write" in r.render()
