@@ -70,3 +70,21 @@ def test_check_and_shrink_violation(
     row = _figures(bad, seconds)
     row["shrunk to"] = len(report.failures[0].shrunk)
     figures[f"checker {mutation}"] = row
+
+
+@pytest.mark.parametrize("mutation", ["stale read", "lost acknowledged write"])
+def test_refute_crashy(mutation: str, benchmark: Any, figures: dict[str, dict[str, float]]) -> None:
+    """Refuting is the costly direction: every alternative before the failure is tried.
+    With many unknown outcomes the full search may run out of budget; the report then
+    refutes the key with a small failing sub-history or the lost write itself."""
+    h = linearizable_history(CASES["crashy 60s"], seed=1)
+    bad = MUTATIONS[mutation](h, random.Random(0))
+    assert bad is not None
+    started = time.monotonic()
+    report = benchmark.pedantic(check_history, args=(bad,), kwargs={"budget_s": 30}, rounds=1)
+    seconds = time.monotonic() - started
+    assert report.verdict == "anomalies"
+    assert [f.verdict for f in report.failures] == ["violation"]
+    row = _figures(bad, seconds)
+    row["shrunk to"] = len(report.failures[0].shrunk)
+    figures[f"checker crashy 60s, {mutation}"] = row
