@@ -22,6 +22,10 @@ subset of them is a distinct search state). Two facts tame them:
   concurrent with the earliest unplaced one, stopping at the first invoked after the running
   minimum of the unplaced ends.
 
+* Merging. Search states whose futures are the same are one: a value no later op observes
+  is as good as any other such value, and unknown writes of such values that are already
+  invocable are interchangeable, so only how many were used counts (fewer is better).
+
 The search is bounded by a number of states and a deadline; running out gives a third
 outcome, "unknown", which is never reported as ok.
 """
