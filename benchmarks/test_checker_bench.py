@@ -1,0 +1,90 @@
+"""History checker speed on synthetic robustness-test histories.
+
+Histories come from a simulated store (verify.simulate): concurrent clients over a few keys,
+random latencies, member crashes that leave every call in flight indeterminate (some took
+effect, some not). One round each: the interesting figure is seconds per history, and the
+heavy cases take a few seconds.
+
+    PYTHONPATH=python:. pytest benchmarks/test_checker_bench.py -s
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import pytest
+
+from raftkv.verify.report import check_history
+from raftkv.verify.simulate import MUTATIONS, Workload, linearizable_history
+
+CASES = {
+    # a CI-length run: 20 s, 6 clients, 8 keys, ~1,000 ops/s, 3 crashes
+    "ci 20s": Workload(clients=6, keys=8, seconds=20, ops_per_second=1000, crashes=3),
+    # a soak-length run at the top rate: 120 s, 8 clients, 16 keys, ~2,000 ops/s
+    "soak 120s": Workload(clients=8, keys=16, seconds=120, ops_per_second=2000, crashes=10),
+    # few keys and many crashes: thousands of ops and ~50+ unknown outcomes per key
+    "crashy 60s": Workload(
+        clients=8, keys=4, seconds=60, ops_per_second=1500, crashes=30, timeout_rate=0.005
+    ),
+}
+
+
+def _figures(h: list[Any], seconds: float) -> dict[str, float]:
+    keys = len({o.key for o in h})
+    unknown = sum(o.indeterminate for o in h)
+    return {
+        "ops": len(h),
+        "keys": keys,
+        "unknown": unknown,
+        "unknown/key": unknown / keys,
+        "seconds": seconds,
+        "kops/s": len(h) / seconds / 1000,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_check_linearizable(
+    name: str, benchmark: Any, figures: dict[str, dict[str, float]]
+) -> None:
+    h = linearizable_history(CASES[name], seed=1)
+    started = time.monotonic()
+    report = benchmark.pedantic(check_history, args=(h,), kwargs={"budget_s": 120}, rounds=1)
+    seconds = time.monotonic() - started
+    assert report.ok, report.render()
+    figures[f"checker ok, {name}"] = _figures(h, seconds)
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_check_and_shrink_violation(
+    mutation: str, benchmark: Any, figures: dict[str, dict[str, float]]
+) -> None:
+    h = linearizable_history(CASES["ci 20s"], seed=2)
+    bad = MUTATIONS[mutation](h, random.Random(2))
+    assert bad is not None
+    started = time.monotonic()
+    report = benchmark.pedantic(check_history, args=(bad,), kwargs={"budget_s": 120}, rounds=1)
+    seconds = time.monotonic() - started
+    assert report.verdict == "anomalies"
+    row = _figures(bad, seconds)
+    row["shrunk to"] = len(report.failures[0].shrunk)
+    figures[f"checker {mutation}"] = row
+
+
+@pytest.mark.parametrize("mutation", ["stale read", "lost acknowledged write"])
+def test_refute_crashy(mutation: str, benchmark: Any, figures: dict[str, dict[str, float]]) -> None:
+    """Refuting is the costly direction: every alternative before the failure is tried.
+    With many unknown outcomes the full search may run out of budget; the report then
+    refutes the key with a small failing sub-history or the lost write itself."""
+    h = linearizable_history(CASES["crashy 60s"], seed=1)
+    bad = MUTATIONS[mutation](h, random.Random(0))
+    assert bad is not None
+    started = time.monotonic()
+    report = benchmark.pedantic(check_history, args=(bad,), kwargs={"budget_s": 30}, rounds=1)
+    seconds = time.monotonic() - started
+    assert report.verdict == "anomalies"
+    assert [f.verdict for f in report.failures] == ["violation"]
+    row = _figures(bad, seconds)
+    row["shrunk to"] = len(report.failures[0].shrunk)
+    figures[f"checker crashy 60s, {mutation}"] = row
