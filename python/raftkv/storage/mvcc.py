@@ -96,6 +96,8 @@ Handler: TypeAlias = Callable[[bytes], ApplyResult]
 
 KV_CF = "kv"
 META_CF = "meta"
+KV_MEMTABLE_BYTES = 32 << 20
+META_MEMTABLE_BYTES = 4 << 20
 _APPLIED_KEY = b"applied_index"
 _REVISION_KEY = b"revision"
 _COMPACT_KEY = b"compact_revision"
@@ -175,7 +177,12 @@ class MvccStore:
         table.set_block_cache(Cache(cache_bytes))
         table.set_bloom_filter(10, False)
         kv_opts.set_block_based_table_factory(table)
-        families = {KV_CF: kv_opts, META_CF: Options(raw_mode=True)}
+        # Memtables are resident memory: RocksDB's 64 MiB default (up to two of them while
+        # one flushes) was the largest single item in a member's RSS under puts.
+        kv_opts.set_write_buffer_size(KV_MEMTABLE_BYTES)
+        meta_opts = Options(raw_mode=True)
+        meta_opts.set_write_buffer_size(META_MEMTABLE_BYTES)  # a few keys, rewritten per apply
+        families = {KV_CF: kv_opts, META_CF: meta_opts}
         if os.path.exists(os.path.join(self.path, "CURRENT")):
             for name in Rdict.list_cf(self.path):
                 if name != "default":
