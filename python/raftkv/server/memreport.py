@@ -97,7 +97,9 @@ def install(sources: dict[str, Callable[[], Any]]) -> None:
             stats = snap.statistics("lineno")
             doc["tracemalloc_total"] = sum(s.size for s in stats)
             doc["tracemalloc_top"] = [[str(s.traceback), s.size, s.count] for s in stats[:25]]
-        Path(path).write_text(json.dumps(doc, indent=1))
+        tmp = Path(path + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(path)  # readers never see a half-written report
         print(f"memory report written to {path}", file=sys.stderr)
 
     signal.signal(signal.SIGUSR1, report)
