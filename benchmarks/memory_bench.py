@@ -53,7 +53,9 @@ def wait_report(path: Path, pid: int) -> dict[str, Any] | None:
     return None
 
 
-def run(total: int, clients: int, key_space: int, keep: Path | None) -> dict[str, Any]:
+def run(
+    total: int, clients: int, key_space: int, range_seconds: float, keep: Path | None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(dir=keep or Path.cwd(), prefix="memory-bench-") as tmp:
         base = Path(tmp)
         os.environ[ENV_REPORT] = str(base / "report-{pid}.json")
@@ -72,6 +74,29 @@ def run(total: int, clients: int, key_space: int, keep: Path | None) -> dict[str
                 key_space=key_space,
                 workload="put",
             )
+            ranges: dict[str, Any] | None = None
+            if range_seconds > 0:
+                # Reads fill RocksDB's block cache: RSS after puts and then reads.
+                before = {p: status_kib(p)["VmRSS"] for p in pids}
+                rr = run_bench(
+                    endpoints=[n.endpoint for n in cluster.nodes],
+                    conns=max(1, min(clients // 32, 16)),
+                    clients=clients,
+                    duration=range_seconds,
+                    key_size=8,
+                    value_size=256,
+                    key_space=key_space,
+                    workload="range",
+                    consistency="s",
+                    server_pids=pids,
+                )
+                ranges = {
+                    "ops_per_s": float(rr["ops_per_s"]),
+                    "rss_before_mib": [before[p] / 1024 for p in pids],
+                    "errors": int(rr["errors"]),
+                    "server_cpu_s": [float(x["cpu_s"] or 0.0) for x in rr["servers"]],
+                    "ok": int(rr["ok"]),
+                }
             members = []
             for p in pids:
                 st = status_kib(p)
@@ -96,6 +121,7 @@ def run(total: int, clients: int, key_space: int, keep: Path | None) -> dict[str
         "clients": clients,
         "key_space": key_space,
         "members": members,
+        "ranges": ranges,
     }
 
 
@@ -104,15 +130,26 @@ def main() -> None:
     p.add_argument("--total", type=int, default=1_000_000, help="puts to make")
     p.add_argument("--clients", type=int, default=256)
     p.add_argument("--key-space", type=int, default=100_000)
+    p.add_argument(
+        "--ranges", type=float, default=0.0, help="then this many seconds of serializable ranges"
+    )
     p.add_argument("--smoke", action="store_true", help="50,000 puts")
     p.add_argument("--json", help="also write the results (with breakdowns) here")
     args = p.parse_args()
     total = 50_000 if args.smoke else args.total
-    res = run(total, args.clients, args.key_space, None)
+    res = run(total, args.clients, args.key_space, args.ranges, None)
     print(
         f"{res['puts']:,} puts ({res['errors']} failed) over {res['key_space']:,} keys, "
         f"{res['clients']} clients: {res['ops_per_s']:,.0f} puts/s"
     )
+    if res["ranges"]:
+        r = res["ranges"]
+        before = ", ".join(f"{x:.1f}" for x in r["rss_before_mib"])
+        print(
+            f"then {args.ranges:.0f} s of serializable ranges: {r['ops_per_s']:,.0f} ranges/s, "
+            f"{sum(r['server_cpu_s']) / max(r['ok'], 1) * 1e6:.1f} us server CPU per range "
+            f"(RSS before them: {before} MiB)"
+        )
     print(f"{'member pid':>10} {'RSS start':>10} {'RSS':>9} {'peak':>9}  (MiB)")
     for m in res["members"]:
         print(
