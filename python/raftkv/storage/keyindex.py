@@ -41,7 +41,8 @@ class KeyIndex:
 
     def __init__(self, key: bytes) -> None:
         self.key = key
-        self.closed: list[Generation] = []
+        # Most keys never get deleted: share one empty tuple instead of a list per key.
+        self.closed: list[Generation] | tuple[()] = ()
         self.revs: array[int] = array("Q")  # revisions of the current generation
         self.rev = 0  # latest revision while the key exists, else 0
         self.created = 0  # main revision of the current generation's creating put
@@ -63,7 +64,11 @@ class KeyIndex:
         """Record a deletion at ``rev``; the key must exist."""
         revs = self.revs
         revs.append(rev)
-        self.closed.append(Generation(self.created, self.ver + 1, revs))
+        gen = Generation(self.created, self.ver + 1, revs)
+        if isinstance(self.closed, list):
+            self.closed.append(gen)
+        else:
+            self.closed = [gen]
         self.revs = array("Q")
         self.rev = 0
         self.created = 0
@@ -110,7 +115,7 @@ class KeyIndex:
             drop.extend(closed[i].revs[:-1])
             drop_tombs.append(closed[i].revs[-1])
             i += 1
-        if i:
+        if i and isinstance(closed, list):
             del closed[:i]
         revs = closed[0].revs if closed else self.revs
         if revs:
