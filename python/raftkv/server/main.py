@@ -10,6 +10,7 @@ from pathlib import Path
 
 from raftkv._native import Front
 from raftkv.front import FrontServer
+from raftkv.server import memreport
 from raftkv.server.config import MemberConfig, host_port
 from raftkv.server.member import Member
 from raftkv.server.services import Services
@@ -31,6 +32,18 @@ async def serve(config: MemberConfig) -> None:
     gc.freeze()
     member = Member(config, store)
     services = Services(member, store)
+    memreport.install(
+        {
+            "store": store.memory_usage,
+            "raft_log": lambda: {
+                "window_entries": len(member.raftlog.window),
+                "window_bytes": member.raftlog.window.byte_size,
+                "wal_first": member.raftlog.wal.first_index,
+                "wal_last": member.raftlog.wal.last_index,
+                "applied": store.applied_index,
+            },
+        }
+    )
     front = Front(
         [host_port(u) for u in config.listen_client_urls],
         cert_pem=_read(config.cert_file),

@@ -96,6 +96,8 @@ Handler: TypeAlias = Callable[[bytes], ApplyResult]
 
 KV_CF = "kv"
 META_CF = "meta"
+KV_MEMTABLE_BYTES = 32 << 20
+META_MEMTABLE_BYTES = 4 << 20
 _APPLIED_KEY = b"applied_index"
 _REVISION_KEY = b"revision"
 _COMPACT_KEY = b"compact_revision"
@@ -175,7 +177,12 @@ class MvccStore:
         table.set_block_cache(Cache(cache_bytes))
         table.set_bloom_filter(10, False)
         kv_opts.set_block_based_table_factory(table)
-        families = {KV_CF: kv_opts, META_CF: Options(raw_mode=True)}
+        # Memtables are resident memory: RocksDB's 64 MiB default (up to two of them while
+        # one flushes) was the largest single item in a member's RSS under puts.
+        kv_opts.set_write_buffer_size(KV_MEMTABLE_BYTES)
+        meta_opts = Options(raw_mode=True)
+        meta_opts.set_write_buffer_size(META_MEMTABLE_BYTES)  # a few keys, rewritten per apply
+        families = {KV_CF: kv_opts, META_CF: meta_opts}
         if os.path.exists(os.path.join(self.path, "CURRENT")):
             for name in Rdict.list_cf(self.path):
                 if name != "default":
@@ -186,7 +193,6 @@ class MvccStore:
         self._kv_h = self._db.get_column_family_handle(KV_CF)
         self._meta_h = self._db.get_column_family_handle(META_CF)
         self._wopts = WriteOptions()
-        self._kvmsg = _KeyValue()  # reused to serialize stored values
         self._wb: WriteBatch | None = None
         self._pending: dict[bytes, bytes] = {}
         self._broken = False
@@ -333,6 +339,23 @@ class MvccStore:
                 total += cf.property_int_value(name) or 0
         return total
 
+    def memory_usage(self) -> dict[str, int]:
+        """RocksDB's memory (bytes, all families) and the size of the key index."""
+        out: dict[str, int] = {}
+        for name in (
+            "rocksdb.cur-size-all-mem-tables",
+            "rocksdb.size-all-mem-tables",
+            "rocksdb.estimate-table-readers-mem",
+            "rocksdb.block-cache-usage",
+            "rocksdb.block-cache-pinned-usage",
+        ):
+            out[name] = sum(cf.property_int_value(name) or 0 for cf in (self._kv, self._meta))
+        out["index_keys"] = len(self._index)
+        out["index_revisions"] = sum(
+            len(ki.revs) + sum(len(g.revs) for g in ki.closed) for ki in self._index
+        )
+        return out
+
     def add_handler(self, kind: int, handler: Handler) -> None:
         """Let ``apply`` accept another request kind (leases, auth...); it writes through
         ``write_batch`` and returns the serialized response or a GrpcError."""
@@ -390,7 +413,9 @@ class MvccStore:
 
     def _write_put(self, ki: KeyIndex, value: bytes, lease: int, rev: int) -> None:
         ki.put(rev, lease)
-        m = self._kvmsg
+        # A fresh message each time: a reused upb message keeps every value ever assigned
+        # to it in its arena (about 300 bytes per put, never freed); a new one costs the same.
+        m = _KeyValue()
         m.key = ki.key
         m.create_revision = ki.created
         m.mod_revision = rev >> SUB_BITS
