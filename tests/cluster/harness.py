@@ -17,11 +17,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import grpc
 
-from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2
+from raftkv.verify.cluster import EndpointClient
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_DEADLINE_S = 30.0
@@ -65,7 +65,7 @@ def free_ports(n: int) -> list[int]:
 
 
 @dataclass
-class Node:
+class Node(EndpointClient):
     name: str
     client_port: int
     peer_port: int
@@ -81,23 +81,6 @@ class Node:
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
-
-    def channel(self) -> grpc.Channel:
-        """A gRPC channel to this member's client port (cached; closed by Cluster.stop)."""
-        if self._channel is None:
-            self._channel = grpc.insecure_channel(self.endpoint)
-        return self._channel
-
-    def close_channel(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
-    def kv(self) -> Any:
-        return rpc_pb2_grpc.KVStub(self.channel())  # type: ignore[no-untyped-call]
-
-    def maintenance(self) -> Any:
-        return rpc_pb2_grpc.MaintenanceStub(self.channel())  # type: ignore[no-untyped-call]
 
     def revision(self, timeout: float = 5.0) -> int:
         """This member's current revision (a serializable read: no quorum needed)."""
@@ -122,10 +105,7 @@ class Node:
         return {kv.key: kv.value for kv in resp.kvs}
 
     def status(self, timeout: float = 2.0) -> rpc_pb2.StatusResponse:
-        out: rpc_pb2.StatusResponse = self.maintenance().Status(
-            rpc_pb2.StatusRequest(), timeout=timeout
-        )
-        return out
+        return super().status(timeout)
 
 
 @dataclass

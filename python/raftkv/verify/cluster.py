@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -42,14 +42,16 @@ class NetnsUnavailable(RuntimeError):
     """Network namespaces cannot be created here (not root, or no iproute2)."""
 
 
-@dataclass
-class Member:
-    """One member as clients see it: an endpoint, and the member id learned from Status."""
+class EndpointClient:
+    """gRPC access to one member's client endpoint (a cached plaintext channel), for
+    classes that have an ``endpoint`` (``host:port``) and a ``_channel`` slot."""
 
-    name: str
-    endpoint: str
-    member_id: int = 0
-    _channel: grpc.Channel | None = field(default=None, repr=False)
+    _channel: grpc.Channel | None
+
+    if TYPE_CHECKING:  # supplied by the subclass (a field or a property)
+
+        @property
+        def endpoint(self) -> str: ...
 
     def channel(self) -> grpc.Channel:
         if self._channel is None:
@@ -72,6 +74,16 @@ class Member:
             rpc_pb2.StatusRequest(), timeout=timeout
         )
         return out
+
+
+@dataclass
+class Member(EndpointClient):
+    """One member as clients see it: an endpoint, and the member id learned from Status."""
+
+    name: str
+    endpoint: str
+    member_id: int = 0
+    _channel: grpc.Channel | None = field(default=None, repr=False)
 
     def hash_kv(self, revision: int, timeout: float = 10.0) -> rpc_pb2.HashKVResponse:
         out: rpc_pb2.HashKVResponse = self.maintenance().HashKV(
