@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2
-from raftkv.verify.cluster import EndpointClient
+from raftkv.verify.cluster import EndpointClient, member_command
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_DEADLINE_S = 30.0
@@ -139,26 +137,18 @@ class Cluster:
 
     def _command(self, node: Node) -> list[str]:
         initial = ",".join(f"{n.name}=http://127.0.0.1:{n.peer_port}" for n in self.nodes)
-        flags = [
-            f"--name={node.name}",
-            f"--data-dir={node.data_dir}",
-            f"--listen-client-urls=http://{node.endpoint}",
-            f"--advertise-client-urls=http://{node.endpoint}",
-            f"--listen-peer-urls=http://127.0.0.1:{node.peer_port}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{node.peer_port}",
-            f"--initial-cluster={initial}",
-            "--initial-cluster-token=test-cluster",
-            "--initial-cluster-state=new",
-            f"--heartbeat-interval={self.heartbeat_ms}",
-            f"--election-timeout={self.election_ms}",
-            *self.extra_args,
-        ]
-        if self.kind == "etcd":
-            etcd = shutil.which("etcd")
-            if etcd is None:
-                raise RuntimeError("etcd not found (apt-get install etcd-server)")
-            return [etcd, *flags]
-        return [sys.executable, "-m", "raftkv", "serve", *flags]
+        return member_command(
+            self.kind,
+            node.name,
+            node.data_dir,
+            f"http://{node.endpoint}",
+            f"http://127.0.0.1:{node.peer_port}",
+            initial,
+            "test-cluster",
+            self.heartbeat_ms,
+            self.election_ms,
+            self.extra_args,
+        )
 
     def start_node(self, node: Node) -> None:
         env = dict(os.environ)

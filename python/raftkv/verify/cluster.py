@@ -165,6 +165,41 @@ class Endpoints:
             m.close_channel()
 
 
+def member_command(
+    kind: str,
+    name: str,
+    data_dir: Path,
+    client_url: str,
+    peer_url: str,
+    initial_cluster: str,
+    token: str,
+    heartbeat_ms: int,
+    election_ms: int,
+    extra: list[str] | tuple[str, ...] = (),
+) -> list[str]:
+    """The command line that starts one member of a new cluster, raftkv or etcd (same flags)."""
+    flags = [
+        f"--name={name}",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client_url}",
+        f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster={initial_cluster}",
+        f"--initial-cluster-token={token}",
+        "--initial-cluster-state=new",
+        f"--heartbeat-interval={heartbeat_ms}",
+        f"--election-timeout={election_ms}",
+        *extra,
+    ]
+    if kind == "etcd":
+        etcd = shutil.which("etcd")
+        if etcd is None:
+            raise RuntimeError("etcd not found (apt-get install etcd-server)")
+        return [etcd, *flags]
+    return [sys.executable, "-m", "raftkv", "serve", *flags]
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
 
@@ -325,25 +360,17 @@ class NetnsCluster(Endpoints):
     def _command(self, name: str) -> list[str]:
         p = self.procs[name]
         initial = ",".join(f"{n}=http://{q.ip}:{PEER_PORT}" for n, q in self.procs.items())
-        flags = [
-            f"--name={name}",
-            f"--data-dir={p.data_dir}",
-            f"--listen-client-urls=http://{p.ip}:{CLIENT_PORT}",
-            f"--advertise-client-urls=http://{p.ip}:{CLIENT_PORT}",
-            f"--listen-peer-urls=http://{p.ip}:{PEER_PORT}",
-            f"--initial-advertise-peer-urls=http://{p.ip}:{PEER_PORT}",
-            f"--initial-cluster={initial}",
-            "--initial-cluster-token=raftkv-verify",
-            "--initial-cluster-state=new",
-            f"--heartbeat-interval={self.heartbeat_ms}",
-            f"--election-timeout={self.election_ms}",
-        ]
-        if self.kind == "etcd":
-            etcd = shutil.which("etcd")
-            if etcd is None:
-                raise RuntimeError("etcd not found (apt-get install etcd-server)")
-            return [etcd, *flags]
-        return [sys.executable, "-m", "raftkv", "serve", *flags]
+        return member_command(
+            self.kind,
+            name,
+            p.data_dir,
+            f"http://{p.ip}:{CLIENT_PORT}",
+            f"http://{p.ip}:{PEER_PORT}",
+            initial,
+            "raftkv-verify",
+            self.heartbeat_ms,
+            self.election_ms,
+        )
 
     def _spawn(self, name: str) -> None:
         p = self.procs[name]

@@ -75,14 +75,15 @@ def _cluster(target: Endpoints) -> NetnsCluster:
     return target
 
 
-class Kill(Nemesis):
-    """SIGKILL a member; heal restarts it on the same data directory."""
+class _OneMember(Nemesis):
+    """A process fault on one member chosen by role; heal undoes it on the same member."""
 
     needs_processes = True
+    prefix = ""
 
     def __init__(self, role: str) -> None:
         self.role = role
-        self.name = f"kill-{role if role != 'any' else 'member'}"
+        self.name = f"{self.prefix}-{role if role != 'any' else 'member'}"
         self.victim: Member | None = None
 
     def inject(self, target: Endpoints, rng: random.Random) -> Event:
@@ -90,16 +91,34 @@ class Kill(Nemesis):
         self.victim = _pick(c, self.role, rng)
         if self.victim is None:
             return self._event(f"skipped: no {self.role}")
-        c.kill(self.victim)
-        return self._event(f"SIGKILL {self.victim.name}", [self.victim.endpoint], [self.victim])
+        return self._strike(c, self.victim)
 
     def heal(self, target: Endpoints) -> Event | None:
         if self.victim is None:
             return None
-        _cluster(target).restart(self.victim)
-        ev = Event(time.monotonic(), self.name, "heal", f"restart {self.victim.name}")
+        detail = self._undo(_cluster(target), self.victim)
         self.victim = None
-        return ev
+        return Event(time.monotonic(), self.name, "heal", detail)
+
+    def _strike(self, c: NetnsCluster, m: Member) -> Event:
+        raise NotImplementedError
+
+    def _undo(self, c: NetnsCluster, m: Member) -> str:
+        raise NotImplementedError
+
+
+class Kill(_OneMember):
+    """SIGKILL a member; heal restarts it on the same data directory."""
+
+    prefix = "kill"
+
+    def _strike(self, c: NetnsCluster, m: Member) -> Event:
+        c.kill(m)
+        return self._event(f"SIGKILL {m.name}", [m.endpoint], [m])
+
+    def _undo(self, c: NetnsCluster, m: Member) -> str:
+        c.restart(m)
+        return f"restart {m.name}"
 
 
 class KillAll(Nemesis):
@@ -123,31 +142,18 @@ class KillAll(Nemesis):
         return Event(time.monotonic(), self.name, "heal", "restart all members")
 
 
-class Pause(Nemesis):
+class Pause(_OneMember):
     """SIGSTOP a member; heal sends SIGCONT."""
 
-    needs_processes = True
+    prefix = "pause"
 
-    def __init__(self, role: str) -> None:
-        self.role = role
-        self.name = f"pause-{role}"
-        self.victim: Member | None = None
+    def _strike(self, c: NetnsCluster, m: Member) -> Event:
+        c.pause(m)
+        return self._event(f"SIGSTOP {m.name}", victims=[m])
 
-    def inject(self, target: Endpoints, rng: random.Random) -> Event:
-        c = _cluster(target)
-        self.victim = _pick(c, self.role, rng)
-        if self.victim is None:
-            return self._event(f"skipped: no {self.role}")
-        c.pause(self.victim)
-        return self._event(f"SIGSTOP {self.victim.name}", victims=[self.victim])
-
-    def heal(self, target: Endpoints) -> Event | None:
-        if self.victim is None:
-            return None
-        _cluster(target).resume(self.victim)
-        ev = Event(time.monotonic(), self.name, "heal", f"SIGCONT {self.victim.name}")
-        self.victim = None
-        return ev
+    def _undo(self, c: NetnsCluster, m: Member) -> str:
+        c.resume(m)
+        return f"SIGCONT {m.name}"
 
 
 class Partition(Nemesis):
