@@ -64,28 +64,22 @@ def run(
             cluster.start()
             pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
             start = {p: status_kib(p)["VmRSS"] for p in pids}
-            report = run_bench(
-                endpoints=[n.endpoint for n in cluster.nodes],
-                conns=max(1, min(clients // 32, 16)),
-                clients=clients,
-                total=total,
-                key_size=8,
-                value_size=256,
-                key_space=key_space,
-                workload="put",
-            )
+            load: dict[str, Any] = {
+                "endpoints": [n.endpoint for n in cluster.nodes],
+                "conns": max(1, min(clients // 32, 16)),
+                "clients": clients,
+                "key_size": 8,
+                "value_size": 256,
+                "key_space": key_space,
+            }
+            report = run_bench(**load, total=total, workload="put")
             ranges: dict[str, Any] | None = None
             if range_seconds > 0:
                 # Reads fill RocksDB's block cache: RSS after puts and then reads.
                 before = {p: status_kib(p)["VmRSS"] for p in pids}
                 rr = run_bench(
-                    endpoints=[n.endpoint for n in cluster.nodes],
-                    conns=max(1, min(clients // 32, 16)),
-                    clients=clients,
+                    **load,
                     duration=range_seconds,
-                    key_size=8,
-                    value_size=256,
-                    key_space=key_space,
                     workload="range",
                     consistency="s",
                     server_pids=pids,

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from raftkv.verify.report import check_history
+from raftkv.verify.report import Report, check_history
 from raftkv.verify.simulate import MUTATIONS, Workload, linearizable_history
 
 CASES = {
@@ -44,6 +44,20 @@ def _figures(h: list[Any], seconds: float) -> dict[str, float]:
     }
 
 
+def _check_mutated(
+    case: str, seed: int, mutation: str, mutation_seed: int, budget_s: float, benchmark: Any
+) -> tuple[Report, dict[str, float]]:
+    """Check a generated history broken by ``mutation``, once, under the benchmark; the
+    report and the history's figures."""
+    bad = MUTATIONS[mutation](
+        linearizable_history(CASES[case], seed=seed), random.Random(mutation_seed)
+    )
+    assert bad is not None
+    started = time.monotonic()
+    report = benchmark.pedantic(check_history, args=(bad,), kwargs={"budget_s": budget_s}, rounds=1)
+    return report, _figures(bad, time.monotonic() - started)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_check_linearizable(
     name: str, benchmark: Any, figures: dict[str, dict[str, float]]
@@ -60,14 +74,8 @@ def test_check_linearizable(
 def test_check_and_shrink_violation(
     mutation: str, benchmark: Any, figures: dict[str, dict[str, float]]
 ) -> None:
-    h = linearizable_history(CASES["ci 20s"], seed=2)
-    bad = MUTATIONS[mutation](h, random.Random(2))
-    assert bad is not None
-    started = time.monotonic()
-    report = benchmark.pedantic(check_history, args=(bad,), kwargs={"budget_s": 120}, rounds=1)
-    seconds = time.monotonic() - started
+    report, row = _check_mutated("ci 20s", 2, mutation, 2, 120, benchmark)
     assert report.verdict == "anomalies"
-    row = _figures(bad, seconds)
     row["shrunk to"] = len(report.failures[0].shrunk)
     figures[f"checker {mutation}"] = row
 
@@ -77,14 +85,8 @@ def test_refute_crashy(mutation: str, benchmark: Any, figures: dict[str, dict[st
     """Refuting is the costly direction: every alternative before the failure is tried.
     With many unknown outcomes the full search may run out of budget; the report then
     refutes the key with a small failing sub-history or the lost write itself."""
-    h = linearizable_history(CASES["crashy 60s"], seed=1)
-    bad = MUTATIONS[mutation](h, random.Random(0))
-    assert bad is not None
-    started = time.monotonic()
-    report = benchmark.pedantic(check_history, args=(bad,), kwargs={"budget_s": 30}, rounds=1)
-    seconds = time.monotonic() - started
+    report, row = _check_mutated("crashy 60s", 1, mutation, 0, 30, benchmark)
     assert report.verdict == "anomalies"
     assert [f.verdict for f in report.failures] == ["violation"]
-    row = _figures(bad, seconds)
     row["shrunk to"] = len(report.failures[0].shrunk)
     figures[f"checker crashy 60s, {mutation}"] = row

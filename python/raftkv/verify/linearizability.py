@@ -352,17 +352,9 @@ def check_key(
                 break
             if not pushed and not expanded:
                 stack.append((lo, cmask, imask, state, pend, children, k, horizon, False))
+        out_of_budget = False
     except _OutOfBudget:
-        return KeyResult(
-            key,
-            False,
-            len(ops),
-            stuck=best_stuck,
-            placed=best_depth,
-            unknown=True,
-            states=states,
-            seconds=time.monotonic() - started,
-        )
+        out_of_budget = True
     # (an unknown operation never placed simply never happened: the search succeeds once
     # every completed operation is placed)
     return KeyResult(
@@ -371,6 +363,7 @@ def check_key(
         len(ops),
         stuck=best_stuck,
         placed=best_depth,
+        unknown=out_of_budget,
         states=states,
         seconds=time.monotonic() - started,
     )

@@ -159,12 +159,7 @@ def _replace(ops: list[Op], old: Op, new: Op) -> list[Op]:
 def stale_read(ops: list[Op], rng: random.Random) -> list[Op] | None:
     """A completed read returns a value overwritten before the read was invoked."""
     reads = [o for o in ops if o.kind is Kind.GET and not o.indeterminate]
-    rng.shuffle(reads)
-    for r in reads:
-        w0 = _overwritten(ops, r.invoke, r.key)
-        if w0 is not None and w0.value != r.result:
-            return _replace(ops, r, replace(r, result=w0.value))
-    return None
+    return _read_overwritten_value(ops, reads, rng)
 
 
 def lost_write(ops: list[Op], rng: random.Random) -> list[Op] | None:
@@ -172,8 +167,13 @@ def lost_write(ops: list[Op], rng: random.Random) -> list[Op] | None:
     older value."""
     last = max(o.end for o in ops if not o.indeterminate and o.kind is not Kind.GET)
     finals = [o for o in ops if o.kind is Kind.GET and o.invoke > last and not o.indeterminate]
-    rng.shuffle(finals)
-    for r in finals:
+    return _read_overwritten_value(ops, finals, rng)
+
+
+def _read_overwritten_value(ops: list[Op], reads: list[Op], rng: random.Random) -> list[Op] | None:
+    """Make one of ``reads`` (picked at random) return a value overwritten before it began."""
+    rng.shuffle(reads)
+    for r in reads:
         w0 = _overwritten(ops, r.invoke, r.key)
         if w0 is not None and w0.value != r.result:
             return _replace(ops, r, replace(r, result=w0.value))
