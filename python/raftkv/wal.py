@@ -31,8 +31,8 @@ class AsyncWal:
     def __init__(self, wal: Wal, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.wal = wal
         self._loop = loop or asyncio.get_running_loop()
-        # futures to resolve, or callbacks to call (with None, or the error) on the loop
-        self._waiters: deque[tuple[int, asyncio.Future[None] | DurableCallback]] = deque()
+        # callbacks to call on the loop (with None, or the error), by sequence number
+        self._waiters: deque[tuple[int, DurableCallback]] = deque()
         self._fd = wal.notify_fd
         self._loop.add_reader(self._fd, self._on_synced)
         self._closed = False
@@ -54,12 +54,7 @@ class AsyncWal:
             return
         waiters = self._waiters
         while waiters and waiters[0][0] <= synced:
-            _, w = waiters.popleft()
-            if isinstance(w, asyncio.Future):
-                if not w.done():
-                    w.set_result(None)
-            else:
-                self._call(w, None)
+            self._call(waiters.popleft()[1], None)
 
     @staticmethod
     def _call(callback: DurableCallback, exc: BaseException | None) -> None:
@@ -70,22 +65,21 @@ class AsyncWal:
 
     def _fail_all(self, exc: BaseException) -> None:
         while self._waiters:
-            _, w = self._waiters.popleft()
-            if isinstance(w, asyncio.Future):
-                if not w.done():
-                    w.set_exception(exc)
-            else:
-                self._call(w, exc)
+            self._call(self._waiters.popleft()[1], exc)
 
     def durable(self, seq: int) -> asyncio.Future[None]:
         """A future that resolves once sequence number ``seq`` is durable."""
         fut: asyncio.Future[None] = self._loop.create_future()
-        if self._closed:
-            fut.set_exception(WalClosedError("write-ahead log is closed"))
-        elif seq <= self.wal.synced_seq:
-            fut.set_result(None)
-        else:
-            self._waiters.append((seq, fut))
+
+        def settle(exc: BaseException | None) -> None:
+            if fut.done():
+                return
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+        self.on_durable(seq, settle)
         return fut
 
     def on_durable(self, seq: int, callback: DurableCallback) -> None:

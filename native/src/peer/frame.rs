@@ -126,6 +126,25 @@ pub fn decode(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Frame>, Fra
     Ok(Some(Frame { kind, body }))
 }
 
+/// Decode every complete message frame at the front of `buf` (after the handshake only
+/// `Msg` frames may come), passing each body to `each`. `Err` says why the link must close.
+pub fn decode_messages(
+    buf: &mut BytesMut,
+    max_frame: usize,
+    mut each: impl FnMut(Bytes),
+) -> Result<(), String> {
+    loop {
+        match decode(buf, max_frame) {
+            Ok(Some(f)) if f.kind == Kind::Msg => each(f.body),
+            Ok(Some(f)) => {
+                return Err(format!("unexpected {:?} frame after the handshake", f.kind))
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hello {
     pub cluster_id: u64,

@@ -199,21 +199,7 @@ async fn read_loop(
     let max = shared.opts.max_frame;
     let mut batch: Vec<(u64, Bytes)> = Vec::new();
     loop {
-        let mut error = None;
-        loop {
-            match frame::decode(&mut buf, max) {
-                Ok(Some(f)) if f.kind == Kind::Msg => batch.push((from, f.body)),
-                Ok(Some(f)) => {
-                    error = Some(format!("unexpected {:?} frame after the handshake", f.kind));
-                    break;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    error = Some(e.to_string());
-                    break;
-                }
-            }
-        }
+        let error = frame::decode_messages(&mut buf, max, |body| batch.push((from, body))).err();
         if !batch.is_empty() {
             // Space notifications are only armed before looking at the inbox.
             let space = shared.space.notified();

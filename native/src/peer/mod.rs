@@ -815,21 +815,8 @@ impl InboundLink {
         let mut read = 0;
         let mut end = None;
         loop {
-            loop {
-                match frame::decode(&mut self.buf, max) {
-                    Ok(Some(f)) if f.kind == frame::Kind::Msg => out.push(f.body),
-                    Ok(Some(f)) => {
-                        end = Some(format!("unexpected {:?} frame after the handshake", f.kind));
-                        break;
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        end = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-            if end.is_some() {
+            if let Err(e) = frame::decode_messages(&mut self.buf, max, |body| out.push(body)) {
+                end = Some(e);
                 self.shared
                     .counters
                     .frame_errors

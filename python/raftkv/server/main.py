@@ -42,7 +42,7 @@ async def serve(config: MemberConfig) -> None:
                 "wal_last": member.raftlog.wal.last_index,
                 "applied": store.applied_index,
             },
-            "wal": lambda: member.raftlog.wal.stats(),
+            "wal": member.raftlog.wal.stats,
         }
     )
     front = Front(

@@ -331,25 +331,28 @@ class MvccStore:
         """Number of keys that exist now."""
         return sum(1 for ki in self._index if ki.rev)
 
+    def _property(self, name: str) -> int:
+        """A RocksDB integer property summed over the column families."""
+        return sum(cf.property_int_value(name) or 0 for cf in (self._kv, self._meta))
+
     def db_size(self) -> int:
         """Approximate bytes used by the database (SST files and memtables, all families)."""
-        total = 0
-        for name in ("rocksdb.total-sst-files-size", "rocksdb.size-all-mem-tables"):
-            for cf in (self._kv, self._meta):
-                total += cf.property_int_value(name) or 0
-        return total
+        return self._property("rocksdb.total-sst-files-size") + self._property(
+            "rocksdb.size-all-mem-tables"
+        )
 
     def memory_usage(self) -> dict[str, int]:
         """RocksDB's memory (bytes, all families) and the size of the key index."""
-        out: dict[str, int] = {}
-        for name in (
-            "rocksdb.cur-size-all-mem-tables",
-            "rocksdb.size-all-mem-tables",
-            "rocksdb.estimate-table-readers-mem",
-            "rocksdb.block-cache-usage",
-            "rocksdb.block-cache-pinned-usage",
-        ):
-            out[name] = sum(cf.property_int_value(name) or 0 for cf in (self._kv, self._meta))
+        out = {
+            name: self._property(name)
+            for name in (
+                "rocksdb.cur-size-all-mem-tables",
+                "rocksdb.size-all-mem-tables",
+                "rocksdb.estimate-table-readers-mem",
+                "rocksdb.block-cache-usage",
+                "rocksdb.block-cache-pinned-usage",
+            )
+        }
         out["index_keys"] = len(self._index)
         out["index_revisions"] = sum(
             len(ki.revs) + sum(len(g.revs) for g in ki.closed) for ki in self._index
