@@ -19,11 +19,49 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.cluster.harness import Cluster
 
 from benchmarks.cluster_bench import cpu_seconds
+
+
+@dataclass
+class CheckPerf:
+    """One `etcdctl check perf` run."""
+
+    returncode: int
+    verdict: list[str]  # etcdctl's PASS/FAIL lines
+    output: str
+    seconds: float
+    etcdctl_cpu_s: float
+
+
+def run_check_perf(endpoints: str, load: str) -> CheckPerf:
+    """Run `etcdctl check perf` against ``endpoints`` (comma-separated) until it exits
+    (blocking: about 60 s), sampling its CPU use while it runs."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        ["etcdctl", f"--endpoints={endpoints}", "check", "perf", f"--load={load}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, ETCDCTL_API="3"),
+    )
+    ctl_cpu = 0.0
+    while proc.poll() is None:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            ctl_cpu = cpu_seconds(proc.pid)  # until it is reaped
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.5)
+    assert proc.stdout is not None
+    output = proc.stdout.read().decode(errors="replace")
+    verdict = [
+        ln.strip()
+        for ln in output.splitlines()
+        if ln.startswith(("PASS", "FAIL", "Slowest", "Stddev"))
+    ]
+    return CheckPerf(proc.returncode, verdict, output, time.monotonic() - started, ctl_cpu)
 
 
 def check(kind: str, load: str, base: Path) -> bool:
@@ -32,37 +70,19 @@ def check(kind: str, load: str, base: Path) -> bool:
     try:
         pids = [n.proc.pid for n in cluster.nodes if n.proc is not None]
         before = [cpu_seconds(p) for p in pids]
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            ["etcdctl", f"--endpoints={cluster.endpoints}", "check", "perf", f"--load={load}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, ETCDCTL_API="3"),
-        )
-        ctl_cpu = 0.0
-        while proc.poll() is None:
-            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                ctl_cpu = cpu_seconds(proc.pid)  # until it is reaped
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(0.5)
-        assert proc.stdout is not None
-        output = proc.stdout.read().decode(errors="replace")
-        elapsed = time.monotonic() - started
-        members = [(cpu_seconds(p) - b) / elapsed for p, b in zip(pids, before, strict=True)]
+        run = run_check_perf(cluster.endpoints, load)
+        members = [(cpu_seconds(p) - b) / run.seconds for p, b in zip(pids, before, strict=True)]
     finally:
         cluster.stop()
-    verdict = [
-        ln.strip() for ln in output.splitlines() if ln.startswith(("PASS", "FAIL", "Slowest"))
-    ]
     print(f"{kind}: etcdctl check perf --load={load}")
-    print("  " + ("\n  ".join(verdict) if verdict else output[-2000:]))
+    print("  " + ("\n  ".join(run.verdict) if run.verdict else run.output[-2000:]))
     print(
-        f"  cpu: etcdctl {ctl_cpu / elapsed:.2f} cores, members "
+        f"  cpu: etcdctl {run.etcdctl_cpu_s / run.seconds:.2f} cores, members "
         + " ".join(f"{c:.2f}" for c in members)
         + f" cores (sum {sum(members):.2f})",
         flush=True,
     )
-    return proc.returncode == 0
+    return run.returncode == 0
 
 
 def main(argv: list[str] | None = None) -> int:

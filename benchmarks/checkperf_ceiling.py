@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import os
 import shutil
 import sys
@@ -31,6 +30,7 @@ from collections.abc import Callable
 
 import uvloop
 
+from benchmarks.checkperf import run_check_perf
 from benchmarks.cluster_bench import cpu_seconds
 from raftkv._native import Front
 from raftkv.front import FrontServer
@@ -95,8 +95,7 @@ def _resolve(batch: list[asyncio.Future[bytes]]) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    etcdctl = shutil.which("etcdctl")
-    if etcdctl is None:
+    if shutil.which("etcdctl") is None:
         print("etcdctl not found (apt-get install etcd-client)", file=sys.stderr)
         return 2
     loop = asyncio.get_running_loop()
@@ -116,46 +115,23 @@ async def run(args: argparse.Namespace) -> int:
     }
     servers = [FrontServer(Front(["127.0.0.1:0"]), handlers) for _ in range(args.endpoints)]
     endpoints = ",".join(s.addresses[0] for s in servers)
-    started, server_cpu0 = time.monotonic(), cpu_seconds(os.getpid())
-    proc = await asyncio.create_subprocess_exec(
-        etcdctl,
-        f"--endpoints={endpoints}",
-        "check",
-        "perf",
-        f"--load={args.load}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=dict(os.environ, ETCDCTL_API="3"),
-    )
-    ctl_cpu = 0.0
-    while proc.returncode is None:
-        # Sampled until it exits (a reaped process has no /proc entry).
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            ctl_cpu = cpu_seconds(proc.pid)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), 0.5)
-    assert proc.stdout is not None
-    output = (await proc.stdout.read()).decode(errors="replace")
-    elapsed = time.monotonic() - started
+    server_cpu0 = cpu_seconds(os.getpid())
+    # etcdctl is waited for on another thread: this loop serves it meanwhile.
+    run = await loop.run_in_executor(None, run_check_perf, endpoints, args.load)
     server_cpu = cpu_seconds(os.getpid()) - server_cpu0
     for server in servers:
         await server.close()
-    verdict = [
-        line.strip()
-        for line in output.splitlines()
-        if line.startswith(("PASS", "FAIL", "Slowest", "Stddev"))
-    ]
     print(
         f"etcdctl check perf --load={args.load} against {args.endpoints} do-nothing endpoints, "
         f"answers after {args.delay_ms} ms"
         + (f" on a {args.group_ms} ms grid" if args.group_ms else "")
     )
-    print("\n".join(verdict) if verdict else output[-2000:])
+    print("\n".join(run.verdict) if run.verdict else run.output[-2000:])
     print(
-        f"cpu over {elapsed:.0f} s: etcdctl {ctl_cpu / elapsed:.2f} cores, "
-        f"endpoints {server_cpu / elapsed:.2f} cores"
+        f"cpu over {run.seconds:.0f} s: etcdctl {run.etcdctl_cpu_s / run.seconds:.2f} cores, "
+        f"endpoints {server_cpu / run.seconds:.2f} cores"
     )
-    return proc.returncode or 0
+    return run.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
