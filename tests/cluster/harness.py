@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from raftkv.pb.etcd.api.etcdserverpb import rpc_pb2
-from raftkv.verify.cluster import EndpointClient, member_command
+from raftkv.verify.cluster import EndpointClient, member_command, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_DEADLINE_S = 30.0
@@ -185,16 +185,7 @@ class Cluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.close_channel()
-            if node.alive:
-                assert node.proc is not None
-                node.proc.send_signal(signal.SIGTERM)
-        for node in self.nodes:
-            if node.proc is not None:
-                try:
-                    node.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    node.proc.kill()
-                    node.proc.wait(timeout=15)
+        terminate([node.proc for node in self.nodes if node.proc is not None])
 
     # --- etcdctl -------------------------------------------------------------------------
 

@@ -200,6 +200,20 @@ def member_command(
     return [sys.executable, "-m", "raftkv", "serve", *flags]
 
 
+def terminate(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process still running, then wait for each (SIGKILL after 15 s)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
 
@@ -479,17 +493,7 @@ class NetnsCluster(Endpoints):
 
     def stop(self) -> None:
         self.close()
-        for p in self.procs.values():
-            if p.popen is not None and p.alive:
-                p.popen.send_signal(signal.SIGCONT)  # a stopped process ignores SIGTERM
-                p.popen.send_signal(signal.SIGTERM)
-        for p in self.procs.values():
-            if p.popen is not None:
-                try:
-                    p.popen.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.popen.kill()
-                    p.popen.wait(timeout=15)
+        terminate([p.popen for p in self.procs.values() if p.popen is not None])
         self._teardown_network()
         if self._own_base and not os.environ.get("RAFTKV_VERIFY_KEEP"):
             shutil.rmtree(self.base, ignore_errors=True)
