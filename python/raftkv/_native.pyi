@@ -433,6 +433,8 @@ class BenchLatency(TypedDict):
 
     count: int
     mean: float
+    stddev: float
+    """Population standard deviation (exact)."""
     min: float
     p50: float
     p90: float

@@ -12,7 +12,7 @@ JSON fields (see ``BenchReport`` in ``_native.pyi``): ``options`` (normalized), 
 ``ok``, ``errors``, ``elapsed_s``, ``ops_per_s`` (successful calls per second),
 ``errors_by_code`` and ``error_messages`` (by gRPC code name), ``per_op`` (``ok``/``errors``
 per operation), ``txn`` (``succeeded``/``failed``, txn workloads only), ``latency_ms``
-(``count mean min p50 p90 p99 p99_9 max``, successful calls), ``histogram`` (rows of
+(``count mean stddev min p50 p90 p99 p99_9 max``, successful calls), ``histogram`` (rows of
 ``le_ms`` and ``count``), ``cpu`` (``user_s sys_s total_s us_per_op cores``: the generating
 process's CPU over the measured phase), ``servers`` (``pid cpu_s us_per_op cores`` for each
 ``--server-pids`` process), ``warmup_ops``, ``interrupted``; plus ``version``.
@@ -241,7 +241,8 @@ def format_summary(r: BenchReport) -> str:
         f"{r['elapsed_s']:.2f} s" + (" [interrupted]" if r["interrupted"] else ""),
         f"  throughput   {r['ops_per_s']:,.0f} ok calls/s",
         f"  latency ms   mean {lat['mean']:.3f}  p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  "
-        f"p99 {lat['p99']:.3f}  p99.9 {lat['p99_9']:.3f}  max {lat['max']:.3f}",
+        f"p99 {lat['p99']:.3f}  p99.9 {lat['p99_9']:.3f}  max {lat['max']:.3f}  "
+        f"stddev {lat['stddev']:.3f}",
         f"  generator    {cpu['total_s']:.2f} s CPU (user {cpu['user_s']:.2f}, sys "
         f"{cpu['sys_s']:.2f}): {cpu['us_per_op']:.1f} us/call, {cpu['cores']:.2f} cores",
     ]

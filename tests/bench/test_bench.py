@@ -150,10 +150,12 @@ def test_json_has_the_documented_fields(
         "warmup_ops",
         "interrupted",
     }
-    assert set(doc["latency_ms"]) == {"count", "mean", "min", "p50", "p90", "p99", "p99_9", "max"}
+    latency_fields = {"count", "mean", "stddev", "min", "p50", "p90", "p99", "p99_9", "max"}
+    assert set(doc["latency_ms"]) == latency_fields
     lat = doc["latency_ms"]
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99_9"] <= lat["max"]
     assert lat["count"] == 200
+    assert 0 <= lat["stddev"] <= lat["max"] - lat["min"]
     assert set(doc["cpu"]) == {"user_s", "sys_s", "total_s", "us_per_op", "cores"}
     assert doc["cpu"]["total_s"] > 0 and doc["cpu"]["us_per_op"] > 0
     assert sum(row["count"] for row in doc["histogram"]) == 200

@@ -13,6 +13,7 @@ pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
     sum: u128,
+    sum_sq: u128,
     min: u64,
     max: u64,
 }
@@ -58,6 +59,7 @@ impl Histogram {
         }
         self.total += 1;
         self.sum += u128::from(v);
+        self.sum_sq += u128::from(v) * u128::from(v);
     }
 
     pub fn merge(&mut self, other: &Histogram) {
@@ -76,6 +78,7 @@ impl Histogram {
         self.max = self.max.max(other.max);
         self.total += other.total;
         self.sum += other.sum;
+        self.sum_sq += other.sum_sq;
     }
 
     pub fn count(&self) -> u64 {
@@ -96,6 +99,16 @@ impl Histogram {
         } else {
             self.sum as f64 / self.total as f64
         }
+    }
+
+    /// Population standard deviation of the recorded values (exact, not from buckets).
+    pub fn stddev(&self) -> f64 {
+        if self.total == 0 {
+            return 0.0;
+        }
+        let n = self.total as f64;
+        let mean = self.sum as f64 / n;
+        (self.sum_sq as f64 / n - mean * mean).max(0.0).sqrt()
     }
 
     /// The value at quantile `q` (0..=1): the middle of the bucket holding the rank,
@@ -185,6 +198,22 @@ mod tests {
         }
         assert_eq!(h.quantile(1.0), 100_000_000);
         assert!((h.mean() - 50_000_500.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn stddev_is_exact_and_survives_merge() {
+        let mut a = Histogram::new();
+        let mut b = Histogram::new();
+        assert_eq!(a.stddev(), 0.0);
+        // 2, 4, 4, 4, 5, 5, 7, 9 (ms): mean 5, population stddev 2
+        for v in [2, 4, 4, 4] {
+            a.record(v * 1_000_000);
+        }
+        for v in [5, 5, 7, 9] {
+            b.record(v * 1_000_000);
+        }
+        a.merge(&b);
+        assert!((a.stddev() - 2_000_000.0).abs() < 1e-3, "{}", a.stddev());
     }
 
     #[test]

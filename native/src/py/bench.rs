@@ -120,6 +120,7 @@ fn report_dict<'py>(py: Python<'py>, opts: &Options, r: &Report) -> PyResult<Bou
     let lat = PyDict::new(py);
     lat.set_item("count", h.count())?;
     lat.set_item("mean", h.mean() / 1e6)?;
+    lat.set_item("stddev", h.stddev() / 1e6)?;
     lat.set_item("min", ms(h.min()))?;
     for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99_9", 0.999)] {
         lat.set_item(name, ms(h.quantile(q)))?;
